@@ -1,0 +1,59 @@
+// Wall-clock time as the daemon sees it. File timestamps (atime, mtime) are
+// wall-clock values, so last-use times are kept in the same unit: nanoseconds
+// since the Unix epoch. Logic that depends on "now" takes a Clock so tests can
+// move time instead of sleeping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace pvc {
+
+using TimeNs = std::int64_t;
+
+constexpr TimeNs kNsPerSecond = 1'000'000'000;
+
+inline TimeNs seconds_to_ns(double seconds) {
+  return static_cast<TimeNs>(seconds * static_cast<double>(kNsPerSecond));
+}
+
+inline double ns_to_seconds(TimeNs ns) {
+  return static_cast<double>(ns) / static_cast<double>(kNsPerSecond);
+}
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual TimeNs now() const = 0;
+};
+
+class SystemClock final : public Clock {
+ public:
+  TimeNs now() const override {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+// A clock that only moves when a test moves it.
+class ManualClock final : public Clock {
+ public:
+  explicit ManualClock(TimeNs start) : now_(start) {}
+  TimeNs now() const override { return now_; }
+  void set(TimeNs t) { now_ = t; }
+  void advance(TimeNs d) { now_ += d; }
+
+ private:
+  TimeNs now_;
+};
+
+// Monotonic seconds, for durations and deadlines that must not jump when
+// the wall clock is set.
+inline double monotonic_seconds() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace pvc

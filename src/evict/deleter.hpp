@@ -1,0 +1,72 @@
+// Deleting one file or one directory, safely.
+//
+// Between the moment a file is chosen and the moment it is unlinked, the
+// writer may have replaced it, a reader may have used it, or someone may
+// have deleted it. So every victim is re-checked just before the unlink,
+// relative to a descriptor of its directory that was resolved beneath the
+// cache root without following links: still there, still a regular file,
+// still the same inode, still cold. A vanished file is a normal race and
+// counts as neither a deletion nor an error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/clock.hpp"
+#include "common/unique_fd.hpp"
+#include "fs/cache_root.hpp"
+#include "index/index.hpp"
+
+namespace pvc {
+
+enum class DryRun : bool { kNo, kYes };
+
+enum class DeleteResult {
+  kDeleted,   // unlinked (or would have been, in a dry run)
+  kVanished,  // already gone
+  kHot,       // used since it was chosen; left alone
+  kChanged,   // replaced or no longer a regular file; left alone
+  kFailed,    // the unlink or the re-check failed; see `error`
+};
+
+struct DeleteOutcome {
+  DeleteResult result = DeleteResult::kFailed;
+  std::uint64_t bytes = 0;  // allocated bytes freed
+  int error = 0;
+  const char* failed_call = "";
+  FileObservation seen;  // the re-check's stat, when it got that far
+};
+
+class Deleter {
+ public:
+  Deleter(const CacheRoot& root, DryRun dry_run);
+
+  // Removes `victim` unless the re-check finds it used after
+  // `cold_before` (pass INT64_MAX to skip that check in an emergency).
+  DeleteOutcome remove_file(const FileSnapshot& victim, TimeNs cold_before);
+
+  // Removes the empty directory `rel` if its mtime is before
+  // `older_than`. Returns 0 on removal, else the errno (ENOTEMPTY when a
+  // writer got there first, EAGAIN when it is too young).
+  int remove_dir(std::string_view rel, TimeNs older_than);
+
+  DryRun dry_run() const { return dry_run_; }
+
+  // Drops the cached directory descriptor (the root was reopened).
+  void forget_anchor() {
+    anchor_fd_.reset();
+    anchor_path_.clear();
+  }
+
+ private:
+  int anchor(std::string_view dir_path, int& err);
+
+  const CacheRoot& root_;
+  DryRun dry_run_;
+  // The last directory resolved: consecutive victims often share one.
+  std::string anchor_path_;
+  UniqueFd anchor_fd_;
+};
+
+}  // namespace pvc

@@ -1,0 +1,127 @@
+// The eviction loop: one step() per poll.
+//
+// A step reads usage, lets the trigger decide, and while an episode is
+// active deletes the coldest cold files in batches sized by the remaining
+// deficit, re-reading usage after every batch so the episode stops at the
+// target instead of overshooting it. The same step also reclaims orphaned
+// temp files and removes bucket directories that have stayed empty past
+// their grace period. Nothing here waits or sleeps; the daemon calls step()
+// on its schedule and tests call it directly.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "common/clock.hpp"
+#include "evict/deleter.hpp"
+#include "index/index.hpp"
+#include "usage/trigger.hpp"
+#include "usage/usage.hpp"
+
+namespace pvc {
+
+struct EvictorConfig {
+  Thresholds thresholds;
+  TimeNs hot_window = 60 * 60 * kNsPerSecond;
+  std::size_t batch_size = 100;
+  bool dir_cleanup = true;
+  TimeNs dir_grace = 120 * kNsPerSecond;
+  TimeNs temp_max_age = 60 * 60 * kNsPerSecond;  // 0: never reclaim
+  TimeNs usage_log_interval = 60 * kNsPerSecond;
+  TimeNs retry_after_failure = 60 * kNsPerSecond;
+};
+
+enum class DeleteReason { kAge, kEmergency, kTemp };
+constexpr std::size_t kDeleteReasons = 3;
+const char* reason_name(DeleteReason reason);
+
+// Running totals, for the summary lines and for metrics.
+struct EvictorTotals {
+  std::uint64_t episodes = 0;
+  std::uint64_t files_deleted[kDeleteReasons] = {};
+  std::uint64_t bytes_deleted[kDeleteReasons] = {};
+  std::uint64_t skipped_hot = 0;
+  std::uint64_t skipped_open = 0;
+  std::uint64_t skipped_changed = 0;
+  std::uint64_t vanished = 0;
+  std::uint64_t dirs_removed = 0;
+  std::map<int, std::uint64_t> errors_by_errno;
+  bool episode_active = false;
+  bool stuck = false;  // above cleanup with nothing deletable
+  Usage last_usage;
+};
+
+class Evictor {
+ public:
+  Evictor(const EvictorConfig& config, SharedIndex& index,
+          const UsageMonitor& usage, Deleter& deleter, const Clock& clock,
+          const std::atomic<bool>& stop);
+
+  // One poll: usage, trigger, deletion while needed, housekeeping.
+  void step();
+
+  // A full crawl finished; `complete` when it walked the whole tree.
+  void crawl_finished(bool complete);
+
+  // True once when the evictor needs a fresh crawl (an episode started on
+  // an index that cannot satisfy it).
+  bool take_rescan_request();
+
+  EvictorTotals totals() const;
+
+ private:
+  struct Episode {
+    double started = 0;  // monotonic seconds
+    Usage start_usage;
+    std::uint64_t files = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t skipped_hot = 0;
+    bool warned_stuck = false;
+    bool crawled_since_start = false;
+  };
+  struct WaitingDir {
+    DirId dir;
+    TimeNs retry_at;
+  };
+
+  bool read_usage(Usage& out);
+  void log_usage(const Usage& u, bool force);
+  void start_episode(const Usage& u);
+  void end_episode(const Usage& u);
+  void run_episode(Usage u);
+  // Deletes victims; returns how many were deleted.
+  std::size_t delete_batch(const std::vector<FileSnapshot>& victims,
+                           TimeNs cold_before, DeleteReason reason);
+  void note_nothing_deletable(const Usage& u, const VictimSkips& skips);
+  void reclaim_temps();
+  void clean_dirs();
+  Usage adjust_for_dry_run(Usage u) const;
+
+  EvictorConfig config_;
+  SharedIndex& index_;
+  const UsageMonitor& usage_;
+  Deleter& deleter_;
+  const Clock& clock_;
+  const std::atomic<bool>& stop_;
+  Trigger trigger_;
+
+  Episode episode_;
+  std::vector<WaitingDir> waiting_dirs_;
+  TimeNs last_usage_log_ = 0;
+  double last_logged_percent_ = -1;
+  int last_usage_error_ = 0;
+  TimeNs next_temp_sweep_ = 0;
+  std::atomic<bool> rescan_requested_{false};
+  // A dry run deletes nothing, so what it would have freed is subtracted
+  // from measured usage until the next crawl brings the files back.
+  std::uint64_t dry_freed_bytes_ = 0;
+  std::uint64_t dry_freed_files_ = 0;
+
+  mutable std::mutex totals_mutex_;
+  EvictorTotals totals_;
+};
+
+}  // namespace pvc
