@@ -10,13 +10,12 @@ namespace pvc {
 
 std::string describe_errno(int err) {
   const char* name = strerrorname_np(err);
-  return fmt::format("{} ({})", name != nullptr ? name : "E?",
-                     strerrordesc_np(err) != nullptr ? strerrordesc_np(err)
-                                                     : "unknown error");
+  return fmt::format(
+      "{} ({})", name != nullptr ? name : "E?",
+      strerrordesc_np(err) != nullptr ? strerrordesc_np(err) : "unknown error");
 }
 
-std::string sys_message(std::string_view verb, std::string_view path,
-                        int err) {
+std::string sys_message(std::string_view verb, std::string_view path, int err) {
   return fmt::format("{} {}: {}", verb, escape_bytes(path),
                      describe_errno(err));
 }

@@ -245,7 +245,8 @@ std::vector<Option> options() {
        number_in(&Settings::usage_log_interval_seconds, 0, kNoMax)},
       {"--dry-run", "DRY_RUN", "delete nothing; log what would go",
        boolean(&Settings::dry_run), true},
-      {"--log-level", "LOG_LEVEL", "debug, info, warning or error (default info)",
+      {"--log-level", "LOG_LEVEL",
+       "debug, info, warning or error (default info)",
        [](const std::string& t, Settings& s) -> std::string {
          std::string l = lower(trim(t));
          if (l == "warn") {

@@ -196,8 +196,8 @@ class Walker {
 
   bool read_dir(int fd, const std::string& rel) {
     for (;;) {
-      const long n = ::syscall(SYS_getdents64, fd, buffer_.data(),
-                               buffer_.size());
+      const long n =
+          ::syscall(SYS_getdents64, fd, buffer_.data(), buffer_.size());
       if (n == 0) {
         return true;
       }

@@ -31,12 +31,12 @@ struct CrawlOptions {
 struct CrawlStats {
   std::uint64_t files = 0;  // blocks and temp files indexed
   std::uint64_t dirs = 0;
-  std::uint64_t buckets = 0;    // first-level buckets handed to crawlers
-  std::uint64_t links = 0;      // symbolic links skipped
-  std::uint64_t foreign = 0;    // directories on another mount, skipped
-  std::uint64_t vanished = 0;   // ENOENT races
-  std::uint64_t errors = 0;     // other failures (permission, I/O)
-  std::uint64_t too_deep = 0;   // directories below the depth limit
+  std::uint64_t buckets = 0;   // first-level buckets handed to crawlers
+  std::uint64_t links = 0;     // symbolic links skipped
+  std::uint64_t foreign = 0;   // directories on another mount, skipped
+  std::uint64_t vanished = 0;  // ENOENT races
+  std::uint64_t errors = 0;    // other failures (permission, I/O)
+  std::uint64_t too_deep = 0;  // directories below the depth limit
   double seconds = 0;
   bool complete = false;  // the whole tree was walked without a stop
 };

@@ -175,8 +175,8 @@ class CrawlRunner {
 };
 
 void log_crawl(const CrawlStats& s, std::size_t indexed, std::uint64_t bytes) {
-  const double rate = s.seconds > 0 ? static_cast<double>(s.files) / s.seconds
-                                    : 0.0;
+  const double rate =
+      s.seconds > 0 ? static_cast<double>(s.files) / s.seconds : 0.0;
   spdlog::info(
       "crawl {}: {} files in {} directories in {:.2f}s ({:.0f} files/s); "
       "index holds {} files, {}",
@@ -206,12 +206,13 @@ int run_daemon(const Settings& settings) {
         "not implemented yet; use --mode crawl or --mode auto");
     return 1;
   }
-  spdlog::info("mode: crawl ({}); hot files are those whose atime or mtime "
-               "is within {} minutes",
-               settings.mode == Mode::kAuto
-                   ? "auto: watch mode is not available in this build"
-                   : "as configured",
-               settings.hot_minutes);
+  spdlog::info(
+      "mode: crawl ({}); hot files are those whose atime or mtime "
+      "is within {} minutes",
+      settings.mode == Mode::kAuto
+          ? "auto: watch mode is not available in this build"
+          : "as configured",
+      settings.hot_minutes);
   if (settings.dry_run) {
     spdlog::warn("dry run: nothing will be deleted");
   }
@@ -227,8 +228,7 @@ int run_daemon(const Settings& settings) {
   const std::string root_path = settings.cache_root();
   CacheRoot root;
   Deleter deleter(root, settings.dry_run ? DryRun::kYes : DryRun::kNo);
-  Evictor evictor(evictor_config(settings), index, usage, deleter, clock,
-                  stop);
+  Evictor evictor(evictor_config(settings), index, usage, deleter, clock, stop);
   CrawlOptions crawl_options;
   crawl_options.crawlers = settings.crawlers;
   crawl_options.bucket_width = settings.hex_bucket_len;
@@ -281,10 +281,11 @@ int run_daemon(const Settings& settings) {
       last_progress_log = now;
       const CrawlProgress& p = crawler.progress();
       const double elapsed = now - crawls.started();
-      spdlog::info("crawl in progress: {} files, {} directories, {:.0f}s, "
-                   "{:.0f} files/s",
-                   p.files.load(), p.dirs.load(), elapsed,
-                   static_cast<double>(p.files.load()) / elapsed);
+      spdlog::info(
+          "crawl in progress: {} files, {} directories, {:.0f}s, "
+          "{:.0f} files/s",
+          p.files.load(), p.dirs.load(), elapsed,
+          static_cast<double>(p.files.load()) / elapsed);
     }
 
     waker.wait(settings.interval_seconds, stop);

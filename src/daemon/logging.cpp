@@ -26,8 +26,8 @@ void setup_logging(const std::string& level, const std::string& file) {
   auto logger = std::make_shared<spdlog::logger>("pvc-evictor", sinks.begin(),
                                                  sinks.end());
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
-  logger->set_level(spdlog::level::from_str(level == "warning" ? "warn"
-                                                               : level));
+  logger->set_level(
+      spdlog::level::from_str(level == "warning" ? "warn" : level));
   // Lines reach stdout at once: log scrapers and tests read them live.
   logger->flush_on(spdlog::level::trace);
   // A log file on a full volume must not stop eviction, which is what

@@ -41,7 +41,8 @@ DeleteOutcome Deleter::remove_file(const FileSnapshot& victim,
   int err = 0;
   const int dir_fd = anchor(victim.dir_path, err);
   if (dir_fd < 0) {
-    out.result = err == ENOENT ? DeleteResult::kVanished : DeleteResult::kFailed;
+    out.result =
+        err == ENOENT ? DeleteResult::kVanished : DeleteResult::kFailed;
     out.error = err;
     out.failed_call = "openat2";
     return out;
@@ -84,8 +85,9 @@ DeleteOutcome Deleter::remove_file(const FileSnapshot& victim,
 
 int Deleter::remove_dir(std::string_view rel, TimeNs older_than) {
   const auto slash = rel.rfind('/');
-  const std::string_view parent =
-      slash == std::string_view::npos ? std::string_view() : rel.substr(0, slash);
+  const std::string_view parent = slash == std::string_view::npos
+                                      ? std::string_view()
+                                      : rel.substr(0, slash);
   const std::string name(
       slash == std::string_view::npos ? rel : rel.substr(slash + 1));
   if (name.empty() || name == "." || name == "..") {

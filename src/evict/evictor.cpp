@@ -18,7 +18,9 @@ constexpr TimeNs kTempSweepPeriod = 10 * kNsPerSecond;
 // housekeeping never delays the next usage check noticeably.
 constexpr std::size_t kHousekeepingPerStep = 1000;
 
-double unix_seconds(TimeNs t) { return ns_to_seconds(t); }
+double unix_seconds(TimeNs t) {
+  return ns_to_seconds(t);
+}
 
 std::string file_path(const FileSnapshot& f) {
   return f.dir_path.empty() ? f.name : f.dir_path + "/" + f.name;
@@ -39,8 +41,8 @@ const char* reason_name(DeleteReason reason) {
 }
 
 Evictor::Evictor(const EvictorConfig& config, SharedIndex& index,
-                 const UsageMonitor& usage, Deleter& deleter,
-                 const Clock& clock, const std::atomic<bool>& stop)
+                 const UsageSource& usage, Deleter& deleter, const Clock& clock,
+                 const std::atomic<bool>& stop)
     : config_(config),
       index_(index),
       usage_(usage),
@@ -52,6 +54,7 @@ Evictor::Evictor(const EvictorConfig& config, SharedIndex& index,
 void Evictor::step() {
   Usage u;
   if (read_usage(u)) {
+    warn_if_inodes_unwatched(u);
     const Transition t = trigger_.update(u);
     log_usage(u, trigger_.active());
     if (t == Transition::kStarted) {
@@ -101,6 +104,27 @@ Usage Evictor::adjust_for_dry_run(Usage u) const {
   return u;
 }
 
+void Evictor::warn_if_inodes_unwatched(const Usage& u) {
+  // With inode limits off, a volume of tiny blocks can fill its inode
+  // table while bytes look fine; the writer then fails with ENOSPC. Say
+  // so once per crossing instead of staying silent.
+  constexpr double kInodeWarnRatio = 0.85;
+  if (config_.thresholds.inode_cleanup > 0 || u.total_inodes == 0) {
+    return;
+  }
+  const bool high = u.inode_ratio() >= kInodeWarnRatio;
+  if (high && !inode_warning_given_) {
+    spdlog::warn(
+        "inode usage is {:.2f}% but inode limits are off "
+        "(--inode-cleanup-threshold 0): nothing is deleted for inodes, and "
+        "writers will fail with ENOSPC when no inode is left",
+        u.inode_percent());
+  }
+  inode_warning_given_ = high;
+  std::lock_guard lock(totals_mutex_);
+  totals_.inodes_unwatched_high = high;
+}
+
 void Evictor::log_usage(const Usage& u, bool force) {
   const TimeNs now = clock_.now();
   const double percent = u.byte_percent();
@@ -114,8 +138,8 @@ void Evictor::log_usage(const Usage& u, bool force) {
   }
   last_usage_log_ = now;
   last_logged_percent_ = percent;
-  spdlog::info("CACHE_PERCENT_LOG:{:.3f},{:.2f},{}", unix_seconds(now),
-               percent, usage_.budgeted() ? "budget" : "statvfs");
+  spdlog::info("CACHE_PERCENT_LOG:{:.3f},{:.2f},{}", unix_seconds(now), percent,
+               usage_.budgeted() ? "budget" : "statvfs");
   spdlog::debug("usage: {} of {} ({:.2f}%), inodes {} of {} ({:.2f}%)",
                 format_bytes(u.used_bytes), format_bytes(u.capacity_bytes),
                 percent, u.used_inodes, u.total_inodes, u.inode_percent());
@@ -184,8 +208,7 @@ void Evictor::run_episode(Usage u) {
       return;
     }
     const std::size_t deleted = delete_batch(
-        victims,
-        emergency ? std::numeric_limits<TimeNs>::max() : q.cold_before,
+        victims, emergency ? std::numeric_limits<TimeNs>::max() : q.cold_before,
         emergency ? DeleteReason::kEmergency : DeleteReason::kAge);
 
     if (!read_usage(u)) {
@@ -314,7 +337,8 @@ void Evictor::note_nothing_deletable(const Usage& u, const VictimSkips& s) {
     return;
   }
   episode_.warned_stuck = true;
-  const std::size_t files = index_.with([](Index& i) { return i.file_count(); });
+  const std::size_t files =
+      index_.with([](Index& i) { return i.file_count(); });
   spdlog::warn(
       "usage {:.2f}% is above cleanup but nothing can be deleted: the "
       "index holds {} files, {} (hot files: {}, open: {}, failing: {}); "
@@ -337,7 +361,9 @@ void Evictor::crawl_finished(bool complete) {
   }
 }
 
-bool Evictor::take_rescan_request() { return rescan_requested_.exchange(false); }
+bool Evictor::take_rescan_request() {
+  return rescan_requested_.exchange(false);
+}
 
 EvictorTotals Evictor::totals() const {
   std::lock_guard lock(totals_mutex_);
@@ -369,9 +395,8 @@ void Evictor::clean_dirs() {
     return;
   }
   const TimeNs now = clock_.now();
-  for (const DirId dir : index_.with([](Index& i) {
-         return i.take_empty_dirs();
-       })) {
+  for (const DirId dir :
+       index_.with([](Index& i) { return i.take_empty_dirs(); })) {
     waiting_dirs_.push_back({dir, now + config_.dir_grace});
   }
   std::size_t handled = 0;

@@ -50,14 +50,15 @@ struct EvictorTotals {
   std::uint64_t dirs_removed = 0;
   std::map<int, std::uint64_t> errors_by_errno;
   bool episode_active = false;
-  bool stuck = false;  // above cleanup with nothing deletable
+  bool stuck = false;                  // above cleanup with nothing deletable
+  bool inodes_unwatched_high = false;  // inode limits off, inodes nearly out
   Usage last_usage;
 };
 
 class Evictor {
  public:
   Evictor(const EvictorConfig& config, SharedIndex& index,
-          const UsageMonitor& usage, Deleter& deleter, const Clock& clock,
+          const UsageSource& usage, Deleter& deleter, const Clock& clock,
           const std::atomic<bool>& stop);
 
   // One poll: usage, trigger, deletion while needed, housekeeping.
@@ -89,6 +90,7 @@ class Evictor {
 
   bool read_usage(Usage& out);
   void log_usage(const Usage& u, bool force);
+  void warn_if_inodes_unwatched(const Usage& u);
   void start_episode(const Usage& u);
   void end_episode(const Usage& u);
   void run_episode(Usage u);
@@ -102,7 +104,7 @@ class Evictor {
 
   EvictorConfig config_;
   SharedIndex& index_;
-  const UsageMonitor& usage_;
+  const UsageSource& usage_;
   Deleter& deleter_;
   const Clock& clock_;
   const std::atomic<bool>& stop_;
@@ -113,6 +115,7 @@ class Evictor {
   TimeNs last_usage_log_ = 0;
   double last_logged_percent_ = -1;
   int last_usage_error_ = 0;
+  bool inode_warning_given_ = false;
   TimeNs next_temp_sweep_ = 0;
   std::atomic<bool> rescan_requested_{false};
   // A dry run deletes nothing, so what it would have freed is subtracted

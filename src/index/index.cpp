@@ -90,8 +90,7 @@ struct Index::FileKey {
     return {dir, false, 0, name};
   }
   std::size_t digest() const {
-    const std::uint64_t h =
-        packed ? hash : std::hash<std::string_view>{}(name);
+    const std::uint64_t h = packed ? hash : std::hash<std::string_view>{}(name);
     return static_cast<std::size_t>(mix64(h ^ mix64(dir)));
   }
   bool operator==(const FileKey& o) const {
@@ -180,8 +179,8 @@ DirId Index::add_dir(DirId parent, std::string_view name) {
   DirEntry& d = dirs_[id];
   DirEntry& p = dirs_[parent];
   d.parent = parent;
-  d.depth = p.depth == kMaxDepth ? kMaxDepth
-                                 : static_cast<std::uint8_t>(p.depth + 1);
+  d.depth =
+      p.depth == kMaxDepth ? kMaxDepth : static_cast<std::uint8_t>(p.depth + 1);
   d.gen = generation_;
   d.flags = kDirLive;
   if (d.depth >= kFirstRemovableDepth && is_bucket_dir_name(name)) {
@@ -232,9 +231,13 @@ std::string Index::dir_path(DirId dir) const {
   return path;
 }
 
-DirId Index::dir_parent(DirId dir) const { return dirs_[dir].parent; }
+DirId Index::dir_parent(DirId dir) const {
+  return dirs_[dir].parent;
+}
 
-unsigned Index::dir_depth(DirId dir) const { return dirs_[dir].depth; }
+unsigned Index::dir_depth(DirId dir) const {
+  return dirs_[dir].depth;
+}
 
 bool Index::dir_live(DirId dir) const {
   return dir < dirs_.size() && (dirs_[dir].flags & kDirLive) != 0;
@@ -370,8 +373,7 @@ FileId Index::observe(DirId dir, std::string_view name, FileKind kind,
   return id;
 }
 
-std::optional<FileId> Index::find_file(DirId dir,
-                                       std::string_view name) const {
+std::optional<FileId> Index::find_file(DirId dir, std::string_view name) const {
   if (auto it = file_set_->find(FileKey::make(dir, name));
       it != file_set_->end()) {
     return *it;
@@ -469,7 +471,9 @@ void Index::defer_file(FileId id, TimeNs retry_at) {
   }
 }
 
-FileSnapshot Index::snapshot(FileId id) const { return snapshot_locked(id); }
+FileSnapshot Index::snapshot(FileId id) const {
+  return snapshot_locked(id);
+}
 
 FileSnapshot Index::snapshot_locked(FileId id) const {
   const FileEntry& e = files_[id];
@@ -490,7 +494,9 @@ FileSnapshot Index::snapshot_locked(FileId id) const {
 
 // --- age order -------------------------------------------------------------
 
-void Index::link_tail(FileId id) { link_before(id, kNoId); }
+void Index::link_tail(FileId id) {
+  link_before(id, kNoId);
+}
 
 void Index::link_before(FileId id, FileId next) {
   FileEntry& e = files_[id];
@@ -540,8 +546,8 @@ void Index::settle() {
   // One merge pass. Start from the tail when everything pending is newer
   // than the list, the common case once the first crawl is done.
   FileId cursor = head_;
-  if (tail_ != kNoId && files_[pending_.front()].last_use >=
-                            files_[tail_].last_use) {
+  if (tail_ != kNoId &&
+      files_[pending_.front()].last_use >= files_[tail_].last_use) {
     cursor = kNoId;
   }
   for (const FileId id : pending_) {
@@ -595,8 +601,7 @@ std::vector<FileSnapshot> Index::coldest(std::size_t limit) {
   return out;
 }
 
-std::vector<FileSnapshot> Index::stale_temps(TimeNs before,
-                                             std::size_t limit) {
+std::vector<FileSnapshot> Index::stale_temps(TimeNs before, std::size_t limit) {
   std::vector<FileSnapshot> out;
   for (const FileId id : temps_) {
     if (out.size() >= limit) {
@@ -654,14 +659,14 @@ IndexStats Index::stats() {
   s.open_files = open_files_;
   s.coldest_use = head_ == kNoId ? 0 : files_[head_].last_use;
   constexpr std::size_t kSetBucket = 8;  // id + probe distance
-  s.memory_bytes = files_.capacity() * sizeof(FileEntry) +
-                   dirs_.capacity() * sizeof(DirEntry) +
-                   file_set_->bucket_count() * kSetBucket +
-                   dir_set_->bucket_count() * kSetBucket +
-                   temps_.bucket_count() * kSetBucket +
-                   (pending_.capacity() + free_files_.capacity() +
-                    free_dirs_.capacity()) *
-                       sizeof(std::uint32_t);
+  s.memory_bytes =
+      files_.capacity() * sizeof(FileEntry) +
+      dirs_.capacity() * sizeof(DirEntry) +
+      file_set_->bucket_count() * kSetBucket +
+      dir_set_->bucket_count() * kSetBucket +
+      temps_.bucket_count() * kSetBucket +
+      (pending_.capacity() + free_files_.capacity() + free_dirs_.capacity()) *
+          sizeof(std::uint32_t);
   return s;
 }
 

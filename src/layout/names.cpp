@@ -10,7 +10,9 @@ constexpr std::string_view kTempSuffix = ".tmp";
 constexpr std::size_t kHashDigits = 16;
 constexpr std::size_t kConfigHashDigits = 12;
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') {
@@ -29,7 +31,9 @@ bool all_of(std::string_view s, bool (*pred)(char)) {
   return !s.empty() && std::all_of(s.begin(), s.end(), pred);
 }
 
-bool is_hex(char c) { return hex_digit(c) >= 0; }
+bool is_hex(char c) {
+  return hex_digit(c) >= 0;
+}
 
 bool is_lower_hex(char c) {
   return is_digit(c) || (c >= 'a' && c <= 'f');

@@ -32,16 +32,26 @@ struct UsageReading {
   int error = 0;  // errno of a failed statvfs; usage is then invalid
 };
 
+// Where usage figures come from; tests substitute their own.
+class UsageSource {
+ public:
+  virtual ~UsageSource() = default;
+  virtual UsageReading read() const = 0;
+  // True when byte usage is the cache's own bytes over a budget.
+  virtual bool budgeted() const = 0;
+  virtual const std::string& path() const = 0;
+};
+
 // Reads usage of the filesystem holding `path` with statvfs. When
 // `budget_bytes` is not zero, byte usage is `cache_bytes()` over the budget
 // instead (inode usage still comes from the filesystem).
-class UsageMonitor {
+class UsageMonitor final : public UsageSource {
  public:
   UsageMonitor(std::string path, std::uint64_t budget_bytes,
                std::function<std::uint64_t()> cache_bytes);
-  UsageReading read() const;
-  bool budgeted() const { return budget_bytes_ != 0; }
-  const std::string& path() const { return path_; }
+  UsageReading read() const override;
+  bool budgeted() const override { return budget_bytes_ != 0; }
+  const std::string& path() const override { return path_; }
 
  private:
   std::string path_;

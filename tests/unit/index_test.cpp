@@ -9,8 +9,8 @@ namespace {
 
 constexpr TimeNs kNow = 1'000'000 * kNsPerSecond;
 
-FileObservation seen(std::uint64_t ino, TimeNs used, std::uint64_t bytes =
-                                                          4096) {
+FileObservation seen(std::uint64_t ino, TimeNs used,
+                     std::uint64_t bytes = 4096) {
   return FileObservation{ino, bytes, used, used};
 }
 
@@ -38,11 +38,10 @@ TEST(Index, ColdestComeFirstWhateverTheInsertOrder) {
   std::iota(ages.begin(), ages.end(), 0);
   std::shuffle(ages.begin(), ages.end(), std::mt19937(7));
   for (const int age : ages) {
-    index.observe(d, block_name(static_cast<std::uint64_t>(age)),
-                  FileKind::kBlock,
-                  seen(static_cast<std::uint64_t>(age) + 1,
-                       kNow - age * kNsPerSecond),
-                  MergePolicy::kStatIsTruth, kNow);
+    index.observe(
+        d, block_name(static_cast<std::uint64_t>(age)), FileKind::kBlock,
+        seen(static_cast<std::uint64_t>(age) + 1, kNow - age * kNsPerSecond),
+        MergePolicy::kStatIsTruth, kNow);
   }
   const auto order = index.coldest(500);
   ASSERT_EQ(order.size(), 200U);
@@ -59,8 +58,9 @@ TEST(Index, TouchMovesAFileToTheHotEnd) {
   const FileId a = index.observe(d, "a.bin", FileKind::kBlock,
                                  seen(1, kNow - 300 * kNsPerSecond),
                                  MergePolicy::kStatIsTruth, kNow);
-  index.observe(d, "b.bin", FileKind::kBlock, seen(2, kNow - 200 * kNsPerSecond),
-                MergePolicy::kStatIsTruth, kNow);
+  index.observe(d, "b.bin", FileKind::kBlock,
+                seen(2, kNow - 200 * kNsPerSecond), MergePolicy::kStatIsTruth,
+                kNow);
   ASSERT_EQ(index.coldest(1).front().name, "a.bin");
   index.touch(a, kNow);
   EXPECT_EQ(names(index.coldest(2)),
@@ -189,9 +189,9 @@ TEST(Index, EmptiedBucketDirectoriesAreOfferedOnceAndTopLevelNever) {
   const DirId rank = index.add_dir(index.root(), "llama_0123456789ab_r0");
   const DirId b1 = index.add_dir(rank, "abc");
   const DirId b2 = index.add_dir(b1, "de_g0");
-  const FileId f = index.observe(b2, block_name(1), FileKind::kBlock,
-                                 seen(1, kNow), MergePolicy::kStatIsTruth,
-                                 kNow);
+  const FileId f =
+      index.observe(b2, block_name(1), FileKind::kBlock, seen(1, kNow),
+                    MergePolicy::kStatIsTruth, kNow);
   index.remove_file(f);
   EXPECT_EQ(index.take_empty_dirs(), std::vector<DirId>{b2});
   EXPECT_TRUE(index.take_empty_dirs().empty());
@@ -210,9 +210,9 @@ TEST(Index, NamesThatAreNotBlockHashesSurvive) {
   const std::string odd = "bad\xff\nname.bin";
   const FileId f = index.observe(d, odd, FileKind::kBlock, seen(1, kNow),
                                  MergePolicy::kStatIsTruth, kNow);
-  const FileId t = index.observe(d, "0123456789abcdef.bin_12.tmp",
-                                 FileKind::kTemp, seen(2, kNow - 5),
-                                 MergePolicy::kStatIsTruth, kNow);
+  const FileId t =
+      index.observe(d, "0123456789abcdef.bin_12.tmp", FileKind::kTemp,
+                    seen(2, kNow - 5), MergePolicy::kStatIsTruth, kNow);
   EXPECT_EQ(index.file_name(f), odd);
   EXPECT_EQ(index.find_file(d, odd), f);
   EXPECT_EQ(index.dir_path(d), std::string(40, 'x'));
