@@ -166,6 +166,9 @@ void Evictor::start_episode(const Usage& u) {
 
 void Evictor::end_episode(const Usage& u) {
   const double seconds = monotonic_seconds() - episode_.started;
+  const TimeNs cold_before = clock_.now() - config_.hot_window;
+  const std::size_t hot = index_.with(
+      [&](Index& i) { return i.count_used_after(cold_before); });
   spdlog::info("DELETION_END:{:.3f},{:.2f}", unix_seconds(clock_.now()),
                u.byte_percent());
   spdlog::info(
@@ -175,7 +178,7 @@ void Evictor::end_episode(const Usage& u) {
       episode_.files, format_bytes(episode_.bytes), seconds,
       episode_.start_usage.byte_percent(), u.byte_percent(),
       episode_.start_usage.inode_percent(), u.inode_percent(),
-      episode_.skipped_hot);
+      hot);
   std::lock_guard lock(totals_mutex_);
   totals_.episode_active = false;
   totals_.stuck = false;
@@ -355,6 +358,8 @@ void Evictor::note_nothing_deletable(const Usage& u, const VictimSkips& s) {
 void Evictor::crawl_finished(bool complete) {
   if (complete) {
     episode_.crawled_since_start = trigger_.active();
+    // Orphans the crawl found are looked at on the next step.
+    next_temp_sweep_ = 0;
     // A dry run's files are all back in the index now.
     dry_freed_bytes_ = 0;
     dry_freed_files_ = 0;

@@ -601,6 +601,16 @@ std::vector<FileSnapshot> Index::coldest(std::size_t limit) {
   return out;
 }
 
+std::size_t Index::count_used_after(TimeNs t) {
+  settle();
+  std::size_t n = 0;
+  for (FileId id = tail_; id != kNoId && files_[id].last_use > t;
+       id = files_[id].prev) {
+    ++n;
+  }
+  return n;
+}
+
 std::vector<FileSnapshot> Index::stale_temps(TimeNs before, std::size_t limit) {
   std::vector<FileSnapshot> out;
   for (const FileId id : temps_) {

@@ -146,6 +146,8 @@ class Index {
                                            VictimSkips& skips);
   // Up to `limit` blocks in age order, oldest first (diagnostics).
   std::vector<FileSnapshot> coldest(std::size_t limit);
+  // How many blocks were used after `t` (the hot set, for summaries).
+  std::size_t count_used_after(TimeNs t);
   // Temp files whose last use is before `before`, at most `limit`.
   std::vector<FileSnapshot> stale_temps(TimeNs before, std::size_t limit);
 
