@@ -35,8 +35,12 @@ mkdir -p "$mnt"
 daemon_pid=""
 reader_pid=""
 cleanup() {
-  [[ -n "$reader_pid" ]] && kill "$reader_pid" 2>/dev/null || true
-  [[ -n "$daemon_pid" ]] && kill "$daemon_pid" 2>/dev/null || true
+  local pid
+  for pid in "$reader_pid" "$daemon_pid"; do
+    if [[ -n "$pid" ]]; then
+      kill "$pid" 2>/dev/null || true
+    fi
+  done
   wait 2>/dev/null || true
   if mountpoint -q "$mnt"; then
     umount "$mnt" 2>/dev/null || umount -l "$mnt"
