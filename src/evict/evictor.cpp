@@ -276,6 +276,21 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
     }
   });
 
+  if (deleted != 0 && !listeners_.empty() &&
+      deleter_.dry_run() == DryRun::kNo) {
+    std::vector<DeletedFile> gone;
+    gone.reserve(deleted);
+    for (std::size_t k = 0; k < applied.size(); ++k) {
+      if (applied[k].outcome.result == DeleteResult::kDeleted) {
+        gone.push_back({victims[k].dir_path, victims[k].name,
+                        applied[k].outcome.bytes, reason});
+      }
+    }
+    for (DeletionListener* listener : listeners_) {
+      listener->on_deleted(gone);
+    }
+  }
+
   std::lock_guard lock(totals_mutex_);
   for (std::size_t k = 0; k < applied.size(); ++k) {
     const FileSnapshot& v = victims[k];

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -37,6 +38,23 @@ struct EvictorConfig {
 enum class DeleteReason { kAge, kEmergency, kTemp };
 constexpr std::size_t kDeleteReasons = 3;
 const char* reason_name(DeleteReason reason);
+
+// A file the evictor removed, as reported to listeners.
+struct DeletedFile {
+  std::string dir_path;  // relative to the cache root
+  std::string name;
+  std::uint64_t bytes = 0;
+  DeleteReason reason = DeleteReason::kAge;
+};
+
+// Told about every batch of deletions, after the unlinks and outside the
+// index lock (the llm-d event publisher is one). Never told in a dry run.
+// Must not block: the evictor calls it on its own thread between batches.
+class DeletionListener {
+ public:
+  virtual ~DeletionListener() = default;
+  virtual void on_deleted(const std::vector<DeletedFile>& files) = 0;
+};
 
 // Running totals, for the summary lines and for metrics.
 struct EvictorTotals {
@@ -72,6 +90,11 @@ class Evictor {
   bool take_rescan_request();
 
   EvictorTotals totals() const;
+
+  // Adds a listener; it must outlive the evictor.
+  void add_listener(DeletionListener& listener) {
+    listeners_.push_back(&listener);
+  }
 
  private:
   struct Episode {
@@ -122,6 +145,8 @@ class Evictor {
   // from measured usage until the next crawl brings the files back.
   std::uint64_t dry_freed_bytes_ = 0;
   std::uint64_t dry_freed_files_ = 0;
+
+  std::vector<DeletionListener*> listeners_;
 
   mutable std::mutex totals_mutex_;
   EvictorTotals totals_;
