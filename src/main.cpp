@@ -11,9 +11,13 @@
 #include "config/parse.hpp"
 #include "daemon/daemon.hpp"
 #include "daemon/logging.hpp"
+#include "metrics/dump_client.hpp"
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args.front() == "dump") {
+    return pvc::run_dump({args.begin() + 1, args.end()});
+  }
   const pvc::ParseResult parsed =
       pvc::parse_settings(args, pvc::process_environment());
   if (parsed.status == pvc::ParseStatus::kExit) {

@@ -280,6 +280,31 @@ std::vector<Option> options() {
          }
          return {};
        }},
+      {"--metrics-address", "METRICS_ADDRESS",
+       "host:port for /metrics, /healthz, /readyz and /debug/*, e.g. "
+       "0.0.0.0:9100; empty turns the HTTP endpoint off (default empty)",
+       [](const std::string& t, Settings& s) -> std::string {
+         const std::string v = trim(t);
+         const auto colon = v.rfind(':');
+         const auto port = colon == std::string::npos
+                               ? std::nullopt
+                               : to_number(v.substr(colon + 1));
+         if (!v.empty() && (!port || *port < 0 || *port > 65535 ||
+                            *port != std::floor(*port))) {
+           return "host:port (e.g. 0.0.0.0:9100 or :9100), or empty for off";
+         }
+         s.metrics_address = v;
+         return {};
+       }},
+      {"--dump-dir", "DUMP_DIR",
+       "directory SIGUSR1 writes the hot-set dump to (default /tmp)",
+       [](const std::string& t, Settings& s) -> std::string {
+         if (t.empty() || t[0] != '/') {
+           return "an absolute path";
+         }
+         s.dump_dir = t;
+         return {};
+       }},
   };
 }
 

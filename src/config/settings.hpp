@@ -36,6 +36,8 @@ struct Settings {
   std::string log_level = "info";
   std::string log_file;
   Mode mode = Mode::kAuto;
+  std::string metrics_address;    // host:port for HTTP, empty = off
+  std::string dump_dir = "/tmp";  // where SIGUSR1 writes diagnostics
 
   // The directory the evictor manages: mount_path / cache_dir.
   std::string cache_root() const;

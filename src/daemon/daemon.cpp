@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -21,6 +23,10 @@
 #include "evict/evictor.hpp"
 #include "fs/cache_root.hpp"
 #include "index/index.hpp"
+#include "metrics/heartbeats.hpp"
+#include "metrics/http_server.hpp"
+#include "metrics/render.hpp"
+#include "metrics/status.hpp"
 #include "usage/usage.hpp"
 
 namespace pvc {
@@ -32,6 +38,16 @@ constexpr double kCrawlProgressSeconds = 10.0;
 // crawl ended, so an episode that cannot be satisfied does not turn into
 // the continuous rescanning this design exists to avoid.
 constexpr double kMinRescanGapSeconds = 10.0;
+// Health deadlines. The main loop beats every poll and between batches;
+// a crawl beats per directory, and one directory on a slow network volume
+// can take seconds, so its deadline is generous.
+constexpr double kMainLoopDeadlineFloor = 30.0;
+constexpr double kCrawlDeadline = 120.0;
+// The SIGUSR1 dump is bounded like the HTTP pages.
+constexpr std::size_t kSignalDumpFiles = 10000;
+// Set to a loop name ("evictor", "crawler") to make its heartbeats be
+// ignored, so tests can see health turn to 503. Not a user setting.
+constexpr const char* kTestStallEnv = "PVC_EVICTOR_TEST_STALL_LOOP";
 
 // Wakes the main loop early when a stop is requested.
 class Waker {
@@ -55,10 +71,11 @@ class Waker {
 // code runs in signal-handler context.
 class SignalThread {
  public:
-  SignalThread(std::atomic<bool>& stop, Waker& waker) {
+  SignalThread(std::atomic<bool>& stop, Waker& waker,
+               std::function<void()> on_dump) {
     sigset_t set = signals();
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    thread_ = std::jthread([&stop, &waker, set] {
+    thread_ = std::jthread([&stop, &waker, set, on_dump] {
       for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) {
@@ -66,6 +83,10 @@ class SignalThread {
         }
         if (sig == SIGUSR2) {
           return;  // our own shutdown nudge
+        }
+        if (sig == SIGUSR1) {
+          on_dump();
+          continue;
         }
         spdlog::info("received {}, stopping after the current batch",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -84,37 +105,12 @@ class SignalThread {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGUSR2);
     return set;
   }
   std::jthread thread_;
 };
-
-bool wait_for_mount(const Settings& s, const std::atomic<bool>& stop,
-                    Waker& waker) {
-  const double deadline = monotonic_seconds() + s.mount_wait_seconds;
-  bool said = false;
-  for (;;) {
-    struct stat st {};
-    if (::stat(s.mount_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      return true;
-    }
-    const int err = errno;
-    if (monotonic_seconds() >= deadline || stop) {
-      spdlog::error("mount path {} is not available after {:.0f}s: {}",
-                    escape_bytes(s.mount_path), s.mount_wait_seconds,
-                    describe_errno(err));
-      return false;
-    }
-    if (!said) {
-      spdlog::warn("waiting up to {:.0f}s for mount path {} ({})",
-                   s.mount_wait_seconds, escape_bytes(s.mount_path),
-                   describe_errno(err));
-      said = true;
-    }
-    waker.wait(0.5, stop);
-  }
-}
 
 EvictorConfig evictor_config(const Settings& s) {
   EvictorConfig c;
@@ -191,108 +187,294 @@ void log_crawl(const CrawlStats& s, std::size_t indexed, std::uint64_t bytes) {
   }
 }
 
-}  // namespace
+// Everything the daemon runs, and the status source for its endpoints.
+class Daemon final : public StatusSource {
+ public:
+  explicit Daemon(const Settings& s)
+      : settings_(s),
+        signals_(stop_, waker_, [this] { write_dump(); }),
+        usage_(s.mount_path, s.max_cache_bytes,
+               [this] {
+                 return index_.with([](Index& i) { return i.total_bytes(); });
+               }),
+        deleter_(root_, s.dry_run ? DryRun::kYes : DryRun::kNo),
+        evictor_(evictor_config(s), index_, usage_, deleter_, clock_, stop_),
+        crawler_(index_, clock_, crawl_options(s), stop_),
+        crawls_(crawler_, waker_),
+        http_(*this) {
+    heartbeats_.add("evictor",
+                    std::max(kMainLoopDeadlineFloor, 20 * s.interval_seconds));
+    heartbeats_.add("crawler", kCrawlDeadline);
+    heartbeats_.park("crawler");
+    evictor_.set_progress_callback([this] { heartbeats_.beat("evictor"); });
+    if (const char* stall = std::getenv(kTestStallEnv)) {
+      heartbeats_.stall_for_test(stall);
+    }
+  }
 
-int run_daemon(const Settings& settings) {
-  std::atomic<bool> stop{false};
-  Waker waker;
-  SignalThread signals(stop, waker);
+  int run();
 
+  StatusSnapshot status() override;
+  std::vector<FileSnapshot> hot_files(std::size_t offset,
+                                      std::size_t limit) override;
+  std::vector<FileSnapshot> coldest_files(std::size_t offset,
+                                          std::size_t limit) override;
+
+ private:
+  static CrawlOptions crawl_options(const Settings& s) {
+    CrawlOptions o;
+    o.crawlers = s.crawlers;
+    o.bucket_width = s.hex_bucket_len;
+    return o;
+  }
+
+  bool wait_for_mount();
+  void collect_crawl();
+  void schedule_crawl();
+  void write_dump();
+
+  const Settings& settings_;
+  std::atomic<bool> stop_{false};
+  Waker waker_;
+  SignalThread signals_;
+  SystemClock clock_;
+  SharedIndex index_;
+  UsageMonitor usage_;
+  CacheRoot root_;
+  Deleter deleter_;
+  Evictor evictor_;
+  Crawler crawler_;
+  CrawlRunner crawls_;
+  Heartbeats heartbeats_;
+  HttpServer http_;
+
+  std::string mode_ = "crawl";
+  std::string mode_reason_;
+  int root_error_ = 0;
+  double last_progress_log_ = 0;
+  std::uint64_t last_crawl_dirs_ = 0;
+  std::mutex crawl_status_mutex_;
+  CrawlStatus crawl_status_;
+  std::atomic<bool> ready_{false};
+};
+
+bool Daemon::wait_for_mount() {
+  const double deadline = monotonic_seconds() + settings_.mount_wait_seconds;
+  bool said = false;
+  for (;;) {
+    struct stat st {};
+    if (::stat(settings_.mount_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return true;
+    }
+    const int err = errno;
+    if (monotonic_seconds() >= deadline || stop_) {
+      spdlog::error("mount path {} is not available after {:.0f}s: {}",
+                    escape_bytes(settings_.mount_path),
+                    settings_.mount_wait_seconds, describe_errno(err));
+      return false;
+    }
+    if (!said) {
+      spdlog::warn("waiting up to {:.0f}s for mount path {} ({})",
+                   settings_.mount_wait_seconds,
+                   escape_bytes(settings_.mount_path), describe_errno(err));
+      said = true;
+    }
+    heartbeats_.beat("evictor");
+    waker_.wait(0.5, stop_);
+  }
+}
+
+int Daemon::run() {
   spdlog::info("pvc-evictor {} starting: {}", PVC_EVICTOR_VERSION,
-               describe(settings));
-  if (settings.mode == Mode::kWatch) {
+               describe(settings_));
+  if (settings_.mode == Mode::kWatch) {
     spdlog::error(
         "--mode watch is not available in this build: fanotify watching is "
         "not implemented yet; use --mode crawl or --mode auto");
     return 1;
   }
+  mode_reason_ = settings_.mode == Mode::kAuto
+                     ? "auto: watch mode is not available in this build"
+                     : "configured";
   spdlog::info(
       "mode: crawl ({}); hot files are those whose atime or mtime "
       "is within {} minutes",
-      settings.mode == Mode::kAuto
-          ? "auto: watch mode is not available in this build"
-          : "as configured",
-      settings.hot_minutes);
-  if (settings.dry_run) {
+      mode_reason_, settings_.hot_minutes);
+  if (settings_.dry_run) {
     spdlog::warn("dry run: nothing will be deleted");
   }
-  if (!wait_for_mount(settings, stop, waker)) {
-    return stop ? 0 : 1;
+  if (!settings_.metrics_address.empty()) {
+    std::string error;
+    if (!http_.start(settings_.metrics_address, error)) {
+      spdlog::error("--metrics-address (METRICS_ADDRESS) {}: {}",
+                    settings_.metrics_address, error);
+      return 1;
+    }
+    spdlog::info("serving /metrics, /healthz, /readyz and /debug on port {}",
+                 http_.port());
+  }
+  if (!wait_for_mount()) {
+    return stop_ ? 0 : 1;
   }
 
-  SystemClock clock;
-  SharedIndex index;
-  UsageMonitor usage(settings.mount_path, settings.max_cache_bytes, [&] {
-    return index.with([](Index& i) { return i.total_bytes(); });
-  });
-  const std::string root_path = settings.cache_root();
-  CacheRoot root;
-  Deleter deleter(root, settings.dry_run ? DryRun::kYes : DryRun::kNo);
-  Evictor evictor(evictor_config(settings), index, usage, deleter, clock, stop);
-  CrawlOptions crawl_options;
-  crawl_options.crawlers = settings.crawlers;
-  crawl_options.bucket_width = settings.hex_bucket_len;
-  Crawler crawler(index, clock, crawl_options, stop);
-  CrawlRunner crawls(crawler, waker);
-  int root_error = 0;
-  double last_progress_log = 0;
+  while (!stop_) {
+    // Crawl first: deletion works from whatever the index holds, so the
+    // first crawl should be under way before the first usage check.
+    schedule_crawl();
 
-  while (!stop) {
-    evictor.step();
+    evictor_.step();
+    heartbeats_.beat("evictor");
 
-    // Collect a finished crawl.
-    if (auto done = crawls.take_finished()) {
-      const auto [files, bytes] = index.with([](Index& i) {
-        return std::pair{i.file_count(), i.total_bytes()};
-      });
-      log_crawl(*done, files, bytes);
-      evictor.crawl_finished(done->complete);
+    collect_crawl();
+
+    waker_.wait(settings_.interval_seconds, stop_);
+  }
+
+  http_.stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+void Daemon::collect_crawl() {
+  if (crawls_.running()) {
+    // A crawl makes progress directory by directory.
+    const std::uint64_t dirs = crawler_.progress().dirs.load();
+    if (dirs != last_crawl_dirs_) {
+      heartbeats_.beat("crawler");
+      last_crawl_dirs_ = dirs;
     }
-
-    // Start the next crawl when one is due.
     const double now = monotonic_seconds();
-    const bool due =
-        now - crawls.started() >= settings.rescan_interval_seconds ||
-        (evictor.take_rescan_request() &&
-         now - crawls.ended() >= kMinRescanGapSeconds);
-    if (crawls.idle() && due) {
-      if (!root.valid() || root.stale()) {
-        int err = 0;
-        root = CacheRoot::open(root_path, err);
-        deleter.forget_anchor();
-        if (err != root_error) {
-          if (err != 0) {
-            spdlog::warn("cache directory: {}; retrying every {:.0f}s",
-                         sys_message("open", root_path, err),
-                         settings.rescan_interval_seconds);
-          } else if (root_error != 0) {
-            spdlog::info("cache directory {} is available",
-                         escape_bytes(root_path));
-          }
-          root_error = err;
-        }
-      }
-      if (root.valid()) {
-        crawls.start(root);
-        last_progress_log = now;
-      }
-    } else if (crawls.running() &&
-               now - last_progress_log >= kCrawlProgressSeconds) {
-      last_progress_log = now;
-      const CrawlProgress& p = crawler.progress();
-      const double elapsed = now - crawls.started();
+    if (now - last_progress_log_ >= kCrawlProgressSeconds) {
+      last_progress_log_ = now;
+      const double elapsed = now - crawls_.started();
+      const std::uint64_t files = crawler_.progress().files.load();
       spdlog::info(
           "crawl in progress: {} files, {} directories, {:.0f}s, "
           "{:.0f} files/s",
-          p.files.load(), p.dirs.load(), elapsed,
-          static_cast<double>(p.files.load()) / elapsed);
+          files, dirs, elapsed, static_cast<double>(files) / elapsed);
     }
-
-    waker.wait(settings.interval_seconds, stop);
+    return;
   }
+  const auto done = crawls_.take_finished();
+  if (!done) {
+    return;
+  }
+  heartbeats_.park("crawler");
+  const auto [files, bytes] = index_.with([](Index& i) {
+    return std::pair{i.file_count(), i.total_bytes()};
+  });
+  log_crawl(*done, files, bytes);
+  evictor_.crawl_finished(done->complete);
+  {
+    std::lock_guard lock(crawl_status_mutex_);
+    crawl_status_.have_last = true;
+    crawl_status_.last = *done;
+    ++(done->complete ? crawl_status_.completed : crawl_status_.stopped);
+  }
+  if (done->complete && !ready_.exchange(true)) {
+    spdlog::info("index ready: first crawl complete");
+  }
+}
 
-  spdlog::info("stopped");
-  return 0;
+void Daemon::schedule_crawl() {
+  if (!crawls_.idle()) {
+    return;
+  }
+  const double now = monotonic_seconds();
+  const bool due =
+      now - crawls_.started() >= settings_.rescan_interval_seconds ||
+      (evictor_.take_rescan_request() &&
+       now - crawls_.ended() >= kMinRescanGapSeconds);
+  if (!due) {
+    return;
+  }
+  const std::string root_path = settings_.cache_root();
+  if (!root_.valid() || root_.stale()) {
+    int err = 0;
+    root_ = CacheRoot::open(root_path, err);
+    deleter_.forget_anchor();
+    if (err != root_error_) {
+      if (err != 0) {
+        spdlog::warn("cache directory: {}; retrying every {:.0f}s",
+                     sys_message("open", root_path, err),
+                     settings_.rescan_interval_seconds);
+      } else if (root_error_ != 0) {
+        spdlog::info("cache directory {} is available",
+                     escape_bytes(root_path));
+      }
+      root_error_ = err;
+    }
+  }
+  if (!root_.valid()) {
+    return;
+  }
+  last_progress_log_ = now;
+  last_crawl_dirs_ = 0;
+  heartbeats_.beat("crawler");
+  crawls_.start(root_);
+}
+
+StatusSnapshot Daemon::status() {
+  StatusSnapshot s;
+  const TimeNs now = clock_.now();
+  const TimeNs hot_window = seconds_to_ns(settings_.hot_minutes * 60);
+  s.now_unix = ns_to_seconds(now);
+  s.mode = mode_;
+  s.mode_reason = mode_reason_;
+  s.thresholds = evictor_config(settings_).thresholds;
+  s.hot_window_seconds = settings_.hot_minutes * 60;
+  s.evictor = evictor_.totals();
+  index_.with([&](Index& i) {
+    s.index = i.stats();
+    s.hot_files = i.count_used_after(now - hot_window);
+  });
+  {
+    std::lock_guard lock(crawl_status_mutex_);
+    s.crawl = crawl_status_;
+  }
+  s.crawl.running = crawler_.progress().running.load();
+  s.crawl.progress_files = crawler_.progress().files.load();
+  s.loops = heartbeats_.snapshot();
+  s.ready = ready_.load();
+  return s;
+}
+
+std::vector<FileSnapshot> Daemon::hot_files(std::size_t offset,
+                                            std::size_t limit) {
+  const TimeNs after = clock_.now() - seconds_to_ns(settings_.hot_minutes * 60);
+  return index_.with([&](Index& i) { return i.hottest(after, offset, limit); });
+}
+
+std::vector<FileSnapshot> Daemon::coldest_files(std::size_t offset,
+                                                std::size_t limit) {
+  return index_.with([&](Index& i) { return i.coldest(offset, limit); });
+}
+
+void Daemon::write_dump() {
+  const StatusSnapshot s = status();
+  nlohmann::json dump = {
+      {"status", health_json(s)},
+      {"hotset", files_json(hot_files(0, kSignalDumpFiles), s.now_unix, 0,
+                            kSignalDumpFiles)},
+      {"coldest", files_json(coldest_files(0, kSignalDumpFiles), s.now_unix, 0,
+                             kSignalDumpFiles)}};
+  const std::string path =
+      fmt::format("{}/pvc-evictor-dump-{}.json", settings_.dump_dir,
+                  static_cast<long long>(s.now_unix));
+  std::ofstream out(path);
+  out << dump.dump(2) << '\n';
+  if (out) {
+    spdlog::info("SIGUSR1: wrote diagnostics to {}", escape_bytes(path));
+  } else {
+    spdlog::warn("SIGUSR1: cannot write diagnostics to {}", escape_bytes(path));
+  }
+}
+
+}  // namespace
+
+int run_daemon(const Settings& settings) {
+  Daemon daemon(settings);
+  return daemon.run();
 }
 
 }  // namespace pvc

@@ -167,8 +167,8 @@ void Evictor::start_episode(const Usage& u) {
 void Evictor::end_episode(const Usage& u) {
   const double seconds = monotonic_seconds() - episode_.started;
   const TimeNs cold_before = clock_.now() - config_.hot_window;
-  const std::size_t hot = index_.with(
-      [&](Index& i) { return i.count_used_after(cold_before); });
+  const std::size_t hot =
+      index_.with([&](Index& i) { return i.count_used_after(cold_before); });
   spdlog::info("DELETION_END:{:.3f},{:.2f}", unix_seconds(clock_.now()),
                u.byte_percent());
   spdlog::info(
@@ -177,11 +177,17 @@ void Evictor::end_episode(const Usage& u) {
       deleter_.dry_run() == DryRun::kYes ? "would have deleted" : "deleted",
       episode_.files, format_bytes(episode_.bytes), seconds,
       episode_.start_usage.byte_percent(), u.byte_percent(),
-      episode_.start_usage.inode_percent(), u.inode_percent(),
-      hot);
+      episode_.start_usage.inode_percent(), u.inode_percent(), hot);
   std::lock_guard lock(totals_mutex_);
   totals_.episode_active = false;
   totals_.stuck = false;
+  for (std::size_t b = 0; b < EvictorTotals::kEpisodeBuckets.size(); ++b) {
+    if (seconds <= EvictorTotals::kEpisodeBuckets[b]) {
+      ++totals_.episode_buckets[b];
+    }
+  }
+  totals_.episode_seconds_sum += seconds;
+  ++totals_.episode_seconds_count;
 }
 
 void Evictor::run_episode(Usage u) {
@@ -214,6 +220,9 @@ void Evictor::run_episode(Usage u) {
         victims, emergency ? std::numeric_limits<TimeNs>::max() : q.cold_before,
         emergency ? DeleteReason::kEmergency : DeleteReason::kAge);
 
+    if (on_progress_) {
+      on_progress_();
+    }
     if (!read_usage(u)) {
       return;
     }

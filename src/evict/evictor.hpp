@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -71,6 +72,14 @@ struct EvictorTotals {
   bool stuck = false;                  // above cleanup with nothing deletable
   bool inodes_unwatched_high = false;  // inode limits off, inodes nearly out
   Usage last_usage;
+
+  // Durations of finished episodes, as a cumulative histogram.
+  static inline const std::vector<double> kEpisodeBuckets = {
+      0.1, 0.5, 1, 5, 15, 60, 300, 1800};
+  std::vector<std::uint64_t> episode_buckets =
+      std::vector<std::uint64_t>(kEpisodeBuckets.size());
+  double episode_seconds_sum = 0;
+  std::uint64_t episode_seconds_count = 0;
 };
 
 class Evictor {
@@ -90,6 +99,12 @@ class Evictor {
   bool take_rescan_request();
 
   EvictorTotals totals() const;
+
+  // Called after every batch, so a long episode still shows progress to
+  // the health endpoint.
+  void set_progress_callback(std::function<void()> fn) {
+    on_progress_ = std::move(fn);
+  }
 
   // Adds a listener; it must outlive the evictor.
   void add_listener(DeletionListener& listener) {
@@ -147,6 +162,7 @@ class Evictor {
   std::uint64_t dry_freed_files_ = 0;
 
   std::vector<DeletionListener*> listeners_;
+  std::function<void()> on_progress_;
 
   mutable std::mutex totals_mutex_;
   EvictorTotals totals_;

@@ -591,11 +591,32 @@ std::vector<FileSnapshot> Index::select_victims(const VictimQuery& q,
   return out;
 }
 
-std::vector<FileSnapshot> Index::coldest(std::size_t limit) {
+std::vector<FileSnapshot> Index::coldest(std::size_t offset,
+                                         std::size_t limit) {
   settle();
   std::vector<FileSnapshot> out;
-  for (FileId id = head_; id != kNoId && out.size() < limit;
-       id = files_[id].next) {
+  FileId id = head_;
+  for (std::size_t skipped = 0; id != kNoId && skipped < offset; ++skipped) {
+    id = files_[id].next;
+  }
+  for (; id != kNoId && out.size() < limit; id = files_[id].next) {
+    out.push_back(snapshot_locked(id));
+  }
+  return out;
+}
+
+std::vector<FileSnapshot> Index::hottest(TimeNs after, std::size_t offset,
+                                         std::size_t limit) {
+  settle();
+  std::vector<FileSnapshot> out;
+  FileId id = tail_;
+  for (std::size_t skipped = 0;
+       id != kNoId && skipped < offset && files_[id].last_use > after;
+       ++skipped) {
+    id = files_[id].prev;
+  }
+  for (; id != kNoId && out.size() < limit && files_[id].last_use > after;
+       id = files_[id].prev) {
     out.push_back(snapshot_locked(id));
   }
   return out;

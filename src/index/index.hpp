@@ -144,8 +144,15 @@ class Index {
   // The coldest cold blocks, oldest first, within the query's limits.
   std::vector<FileSnapshot> select_victims(const VictimQuery& query,
                                            VictimSkips& skips);
-  // Up to `limit` blocks in age order, oldest first (diagnostics).
-  std::vector<FileSnapshot> coldest(std::size_t limit);
+  // Up to `limit` blocks in age order, oldest first, skipping the first
+  // `offset` (diagnostics).
+  std::vector<FileSnapshot> coldest(std::size_t offset, std::size_t limit);
+  std::vector<FileSnapshot> coldest(std::size_t limit) {
+    return coldest(0, limit);
+  }
+  // Blocks used after `after`, most recent first, paged the same way.
+  std::vector<FileSnapshot> hottest(TimeNs after, std::size_t offset,
+                                    std::size_t limit);
   // How many blocks were used after `t` (the hot set, for summaries).
   std::size_t count_used_after(TimeNs t);
   // Temp files whose last use is before `before`, at most `limit`.

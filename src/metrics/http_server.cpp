@@ -1,0 +1,119 @@
+#include "metrics/http_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "metrics/render.hpp"
+
+namespace pvc {
+namespace {
+
+std::size_t param(const httplib::Request& req, const char* name,
+                  std::size_t fallback, std::size_t max) {
+  if (!req.has_param(name)) {
+    return fallback;
+  }
+  const std::string v = req.get_param_value(name);
+  std::size_t n = 0;
+  const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || ptr != v.data() + v.size()) {
+    return fallback;
+  }
+  return std::min(n, max);
+}
+
+constexpr const char* kJson = "application/json";
+
+}  // namespace
+
+bool parse_address(const std::string& address, std::string& host, int& port) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) {
+    return false;
+  }
+  host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host.empty()) {
+    host = "0.0.0.0";
+  }
+  const std::string p = address.substr(colon + 1);
+  const auto [ptr, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  return ec == std::errc() && ptr == p.data() + p.size() && port >= 0 &&
+         port <= 65535;
+}
+
+HttpServer::HttpServer(StatusSource& source) : source_(source) {
+  server_.Get("/metrics",
+              [this](const httplib::Request&, httplib::Response& res) {
+                res.set_content(render_metrics(source_.status()),
+                                "text/plain; version=0.0.4; charset=utf-8");
+              });
+  server_.Get("/healthz",
+              [this](const httplib::Request&, httplib::Response& res) {
+                const StatusSnapshot s = source_.status();
+                res.status = healthy(s) ? 200 : 503;
+                res.set_content(health_json(s).dump(), kJson);
+              });
+  server_.Get(
+      "/readyz", [this](const httplib::Request&, httplib::Response& res) {
+        const StatusSnapshot s = source_.status();
+        res.status = s.ready ? 200 : 503;
+        res.set_content(nlohmann::json{{"ready", s.ready}}.dump(), kJson);
+      });
+  const auto dump = [this](bool hot) {
+    return [this, hot](const httplib::Request& req, httplib::Response& res) {
+      const std::size_t offset = param(req, "offset", 0, SIZE_MAX);
+      const std::size_t limit =
+          param(req, "limit", kDefaultDumpPage, kMaxDumpPage);
+      const auto files = hot ? source_.hot_files(offset, limit)
+                             : source_.coldest_files(offset, limit);
+      const StatusSnapshot s = source_.status();
+      nlohmann::json body = files_json(files, s.now_unix, offset, limit);
+      body["kind"] = hot ? "hotset" : "coldest";
+      body["mode"] = s.mode;
+      body["hot_window_seconds"] = s.hot_window_seconds;
+      body["hot_files"] = s.hot_files;
+      body["index_files"] = s.index.files;
+      res.set_content(body.dump(2), kJson);
+    };
+  };
+  server_.Get("/debug/hotset", dump(true));
+  server_.Get("/debug/coldest", dump(false));
+}
+
+HttpServer::~HttpServer() {
+  stop();
+}
+
+bool HttpServer::start(const std::string& address, std::string& error) {
+  std::string host;
+  int port = 0;
+  if (!parse_address(address, host, port)) {
+    error = "expected host:port, e.g. 0.0.0.0:9100";
+    return false;
+  }
+  if (port == 0) {
+    port_ = server_.bind_to_any_port(host.c_str());
+  } else {
+    port_ = server_.bind_to_port(host.c_str(), port) ? port : -1;
+  }
+  if (port_ < 0) {
+    error = "cannot listen on " + address + " (address in use?)";
+    return false;
+  }
+  thread_ = std::jthread([this] { server_.listen_after_bind(); });
+  return true;
+}
+
+void HttpServer::stop() {
+  if (thread_.joinable()) {
+    server_.stop();
+    thread_.join();
+  }
+}
+
+}  // namespace pvc
