@@ -83,41 +83,61 @@ DeleteOutcome Deleter::remove_file(const FileSnapshot& victim,
   return out;
 }
 
-int Deleter::remove_dir(std::string_view rel, TimeNs older_than) {
+Deleter::DirRemoval Deleter::remove_dir(std::string_view rel,
+                                        TimeNs older_than, TimeNs ours_at) {
+  DirRemoval out;
   const auto slash = rel.rfind('/');
   const std::string_view parent = slash == std::string_view::npos
                                       ? std::string_view()
                                       : rel.substr(0, slash);
-  const std::string name(
-      slash == std::string_view::npos ? rel : rel.substr(slash + 1));
+  const std::string name(slash == std::string_view::npos
+                             ? rel
+                             : rel.substr(slash + 1));
   if (name.empty() || name == "." || name == "..") {
-    return EINVAL;
+    out.error = EINVAL;
+    return out;
   }
   int err = 0;
   const int dir_fd = anchor(parent, err);
   if (dir_fd < 0) {
-    return err;
+    out.error = err;
+    return out;
   }
   struct stat st {};
   if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errno;
+    out.error = errno;
+    return out;
   }
   if (!S_ISDIR(st.st_mode) || st.st_dev != root_.dev()) {
-    return ENOTDIR;
+    out.error = ENOTDIR;
+    return out;
   }
   // A young directory may be one a writer just created with mkdir -p and
   // is about to fill; removing it would fail the writer's create.
-  if (to_ns(st.st_mtim) >= older_than || to_ns(st.st_ctim) >= older_than) {
-    return EAGAIN;
+  const TimeNs changed = std::max(to_ns(st.st_mtim), to_ns(st.st_ctim));
+  if (changed >= older_than && (ours_at == 0 || changed > ours_at)) {
+    out.error = EAGAIN;
+    return out;
   }
+  struct stat parent_st {};
+  const bool parent_known = ::fstat(dir_fd, &parent_st) == 0;
   if (dry_run_ == DryRun::kYes) {
-    return 0;
+    return out;
   }
   if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0) {
     const int e = errno;
-    return e == EEXIST ? ENOTEMPTY : e;
+    out.error = e == EEXIST ? ENOTEMPTY : e;
+    return out;
   }
-  return 0;
+  if (parent_known) {
+    const TimeNs parent_changed =
+        std::max(to_ns(parent_st.st_mtim), to_ns(parent_st.st_ctim));
+    out.parent_quiet = parent_changed < older_than;
+    struct timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    out.changed_at = to_ns(now);
+  }
+  return out;
 }
 
 }  // namespace pvc

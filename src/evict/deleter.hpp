@@ -46,10 +46,21 @@ class Deleter {
   // `cold_before` (pass INT64_MAX to skip that check in an emergency).
   DeleteOutcome remove_file(const FileSnapshot& victim, TimeNs cold_before);
 
-  // Removes the empty directory `rel` if its mtime is before
-  // `older_than`. Returns 0 on removal, else the errno (ENOTEMPTY when a
-  // writer got there first, EAGAIN when it is too young).
-  int remove_dir(std::string_view rel, TimeNs older_than);
+  struct DirRemoval {
+    int error = 0;  // 0, or ENOTEMPTY (a writer got there first), EAGAIN
+                    // (changed within the grace period), another errno
+    // The parent had been unchanged for the grace period before this
+    // removal changed it, at `changed_at`: for its own removal that
+    // change does not count.
+    bool parent_quiet = false;
+    TimeNs changed_at = 0;
+  };
+
+  // Removes the empty directory `rel` if it has not changed since
+  // `older_than`. A change at or before `ours_at` (non-zero) was the
+  // removal of one of its children by this deleter and does not count.
+  DirRemoval remove_dir(std::string_view rel, TimeNs older_than,
+                        TimeNs ours_at = 0);
 
   DryRun dry_run() const { return dry_run_; }
 

@@ -1,6 +1,7 @@
 #include "evict/evictor.hpp"
 
 #include <spdlog/spdlog.h>
+#include <tsl/robin_map.h>
 
 #include <algorithm>
 #include <limits>
@@ -88,6 +89,12 @@ bool Evictor::read_usage(Usage& out) {
     last_usage_error_ = 0;
   }
   out = adjust_for_dry_run(r.usage);
+  // Emptied bucket directories are removed after their grace period. The
+  // inodes they hold are as good as free: counting them as used would make
+  // an inode episode delete files until the directories' inodes were paid
+  // for twice.
+  out.used_inodes -= std::min<std::uint64_t>(out.used_inodes,
+                                             pending_dir_inodes());
   std::lock_guard lock(totals_mutex_);
   totals_.last_usage = out;
   return true;
@@ -102,6 +109,30 @@ Usage Evictor::adjust_for_dry_run(Usage u) const {
   }
   u.used_inodes -= std::min(u.used_inodes, dry_freed_files_);
   return u;
+}
+
+void Evictor::take_empty_dirs() {
+  const TimeNs retry_at = clock_.now() + config_.dir_grace;
+  for (const DirId dir :
+       index_.with([](Index& i) { return i.take_empty_dirs(); })) {
+    if (waiting_set_.insert(dir).second) {
+      waiting_dirs_.push_back({dir, retry_at});
+    }
+  }
+}
+
+std::uint64_t Evictor::pending_dir_inodes() {
+  if (!config_.dir_cleanup) {
+    return 0;
+  }
+  take_empty_dirs();
+  return index_.with([&](Index& i) {
+    std::uint64_t n = 0;
+    for (const WaitingDir& w : waiting_dirs_) {
+      n += i.dirs_freed_by_removing(w.dir);
+    }
+    return n;
+  });
 }
 
 void Evictor::warn_if_inodes_unwatched(const Usage& u) {
@@ -423,41 +454,64 @@ void Evictor::clean_dirs() {
   if (!config_.dir_cleanup) {
     return;
   }
+  take_empty_dirs();
   const TimeNs now = clock_.now();
-  for (const DirId dir :
-       index_.with([](Index& i) { return i.take_empty_dirs(); })) {
-    waiting_dirs_.push_back({dir, now + config_.dir_grace});
-  }
   std::size_t handled = 0;
   std::size_t removed = 0;
   std::vector<WaitingDir> still_waiting;
+  tsl::robin_map<DirId, TimeNs> parents;  // dir -> when we changed it
   for (const WaitingDir& w : waiting_dirs_) {
     if (w.retry_at > now || handled >= kHousekeepingPerStep) {
       still_waiting.push_back(w);
       continue;
     }
     ++handled;
+    DirId parent = kNoId;
     const std::string rel = index_.with([&](Index& i) {
-      return i.dir_live(w.dir) ? i.dir_path(w.dir) : std::string();
+      if (!i.dir_live(w.dir)) {
+        return std::string();
+      }
+      parent = i.dir_parent(w.dir);
+      return i.dir_path(w.dir);
     });
     if (rel.empty()) {
+      waiting_set_.erase(w.dir);
       continue;
     }
-    const int err = deleter_.remove_dir(rel, now - config_.dir_grace);
-    if (err == EAGAIN) {
-      still_waiting.push_back({w.dir, now + config_.dir_grace / 4 + 1});
+    const Deleter::DirRemoval r =
+        deleter_.remove_dir(rel, now - config_.dir_grace, w.ours_at);
+    if (r.error == EAGAIN) {
+      still_waiting.push_back({w.dir, now + config_.dir_grace / 4 + 1,
+                               w.ours_at});
       continue;
     }
-    if (err == 0 || err == ENOENT) {
+    waiting_set_.erase(w.dir);
+    if (r.error == 0 || r.error == ENOENT) {
       index_.with([&](Index& i) { i.remove_dir(w.dir); });
-      removed += err == 0 ? 1 : 0;
+      removed += r.error == 0 ? 1 : 0;
       spdlog::debug("removed empty directory {}", escape_bytes(rel));
-    } else if (err != ENOTEMPTY) {
+      // Removing this directory changed its parent; if that was the only
+      // change in the grace period, the parent may go next without
+      // waiting a whole grace period more.
+      if (r.parent_quiet && parent != kNoId) {
+        parents[parent] = r.changed_at;
+      }
+    } else if (r.error != ENOTEMPTY) {
       spdlog::debug("cannot remove directory: {}",
-                    sys_message("unlinkat", rel, err));
+                    sys_message("unlinkat", rel, r.error));
     }
   }
   waiting_dirs_ = std::move(still_waiting);
+  // The index queued the emptied parents; carry the "our change" times.
+  take_empty_dirs();
+  if (!parents.empty()) {
+    for (WaitingDir& w : waiting_dirs_) {
+      if (auto it = parents.find(w.dir); it != parents.end()) {
+        w.retry_at = now;
+        w.ours_at = it->second;
+      }
+    }
+  }
   if (removed != 0) {
     std::lock_guard lock(totals_mutex_);
     totals_.dirs_removed += removed;

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <tsl/robin_set.h>
+
 #include "common/clock.hpp"
 #include "evict/deleter.hpp"
 #include "index/index.hpp"
@@ -124,6 +126,7 @@ class Evictor {
   struct WaitingDir {
     DirId dir;
     TimeNs retry_at;
+    TimeNs ours_at = 0;  // when this daemon last changed it (see Deleter)
   };
 
   bool read_usage(Usage& out);
@@ -139,6 +142,8 @@ class Evictor {
   void reclaim_temps();
   void clean_dirs();
   Usage adjust_for_dry_run(Usage u) const;
+  std::uint64_t pending_dir_inodes();
+  void take_empty_dirs();
 
   EvictorConfig config_;
   SharedIndex& index_;
@@ -150,6 +155,7 @@ class Evictor {
 
   Episode episode_;
   std::vector<WaitingDir> waiting_dirs_;
+  tsl::robin_set<DirId> waiting_set_;  // the same ids, for de-duplication
   TimeNs last_usage_log_ = 0;
   double last_logged_percent_ = -1;
   int last_usage_error_ = 0;

@@ -270,6 +270,22 @@ void Index::note_dir_lost_child(DirId dir) {
   }
 }
 
+std::size_t Index::dirs_freed_by_removing(DirId dir) const {
+  // The directory itself, then each ancestor left with nothing else.
+  std::size_t n = 0;
+  for (DirId d = dir; dir_live(d) && d != root(); d = dirs_[d].parent) {
+    const DirEntry& e = dirs_[d];
+    const bool only_child_chain =
+        d == dir ? e.files == 0 && e.subdirs == 0
+                 : e.files == 0 && e.subdirs == 1;
+    if ((e.flags & kDirRemovable) == 0 || !only_child_chain) {
+      break;
+    }
+    ++n;
+  }
+  return n;
+}
+
 std::vector<DirId> Index::take_empty_dirs() {
   std::vector<DirId> out;
   for (const DirId dir : empty_dirs_) {
@@ -676,6 +692,11 @@ std::size_t Index::end_crawl(bool complete) {
   });
   for (const DirId id : stale) {
     remove_dir(id);
+  }
+  // Empty buckets the crawl found (left by a writer, an earlier run, or
+  // emptied behind the daemon's back) are offered for removal too.
+  for (DirId id = 1; id < dirs_.size(); ++id) {
+    note_dir_lost_child(id);
   }
   return dropped;
 }

@@ -121,6 +121,9 @@ class Index {
   // them, and that the writer may recreate (bucket-like, below the model
   // directories). Taken once; the caller re-checks on disk.
   std::vector<DirId> take_empty_dirs();
+  // How many directories (inodes) removing the empty directory `dir` will
+  // eventually free: itself and every removable ancestor it leaves empty.
+  std::size_t dirs_freed_by_removing(DirId dir) const;
 
   // --- files --------------------------------------------------------------
   // Records a stat of a file, inserting it if new. `now` caps timestamps
