@@ -4,8 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cerrno>
+
+#include "common/sys_error.hpp"
 
 namespace pvc {
 namespace {
@@ -70,6 +74,24 @@ DeleteOutcome Deleter::remove_file(const FileSnapshot& victim,
     return out;
   }
 
+  // The lease, when held, keeps every other open out until the unlink is
+  // done; it goes with the descriptor.
+  UniqueFd leased;
+  if (leases_ != Leases::kUnavailable) {
+    leased.reset(::openat(dir_fd, victim.name.c_str(),
+                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    const int open_err = leased ? 0 : errno;
+    if (open_err == ENOENT) {
+      out.result = DeleteResult::kVanished;
+      return out;
+    }
+    const int lease_err = leased ? take_lease(leased.get(), victim) : 0;
+    if (lease_err == EAGAIN || open_err == EWOULDBLOCK) {
+      out.result = DeleteResult::kOpen;
+      return out;
+    }
+  }
+
   if (dry_run_ == DryRun::kNo &&
       ::unlinkat(dir_fd, victim.name.c_str(), 0) != 0) {
     out.error = errno;
@@ -81,6 +103,29 @@ DeleteOutcome Deleter::remove_file(const FileSnapshot& victim,
   out.result = DeleteResult::kDeleted;
   out.bytes = out.seen.bytes;
   return out;
+}
+
+int Deleter::take_lease(int fd, const FileSnapshot& victim) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || st.st_ino != victim.ino) {
+    return EAGAIN;  // replaced between the re-check and the open: leave it
+  }
+  if (::fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+    leases_ = Leases::kWorking;
+    return 0;
+  }
+  const int err = errno;
+  if (err == EAGAIN || err == EBUSY) {
+    return EAGAIN;
+  }
+  // Refused for a reason that will not change: stop trying.
+  leases_ = Leases::kUnavailable;
+  spdlog::warn(
+      "open-file check unavailable: {}; files are deleted without asking "
+      "the kernel whether they are open (hot-window protection still "
+      "applies)",
+      sys_message("fcntl(F_SETLEASE)", victim.name, err));
+  return err;
 }
 
 Deleter::DirRemoval Deleter::remove_dir(std::string_view rel,

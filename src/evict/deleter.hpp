@@ -7,6 +7,15 @@
 // cache root without following links: still there, still a regular file,
 // still the same inode, still cold. A vanished file is a normal race and
 // counts as neither a deletion nor an error.
+//
+// Whether a file is open right now is asked of the kernel itself: the
+// deleter takes a write lease on the victim (F_SETLEASE, F_WRLCK), which
+// the kernel grants only when no other descriptor or memory mapping of the
+// file exists anywhere on this node, and unlinks while holding it. An open
+// that races the unlink waits for the lease to be released and then finds
+// the name gone, the same as a cache miss. Where leases are refused (not
+// the file's owner without CAP_LEASE, or a filesystem without them) the
+// deleter says so once and goes on without this check.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +35,7 @@ enum class DeleteResult {
   kDeleted,   // unlinked (or would have been, in a dry run)
   kVanished,  // already gone
   kHot,       // used since it was chosen; left alone
+  kOpen,      // open or mapped by some process right now; left alone
   kChanged,   // replaced or no longer a regular file; left alone
   kFailed,    // the unlink or the re-check failed; see `error`
 };
@@ -63,6 +73,8 @@ class Deleter {
                         TimeNs ours_at = 0);
 
   DryRun dry_run() const { return dry_run_; }
+  // Whether the open-file check (write leases) is in use.
+  bool leases_work() const { return leases_ != Leases::kUnavailable; }
 
   // Drops the cached directory descriptor (the root was reopened).
   void forget_anchor() {
@@ -73,8 +85,14 @@ class Deleter {
  private:
   int anchor(std::string_view dir_path, int& err);
 
+  enum class Leases { kUntried, kWorking, kUnavailable };
+  // Takes a write lease on `fd`: 0, EAGAIN when the file is open
+  // elsewhere, or the errno that makes leases unusable here.
+  int take_lease(int fd, const FileSnapshot& victim);
+
   const CacheRoot& root_;
   DryRun dry_run_;
+  Leases leases_ = Leases::kUntried;
   // The last directory resolved: consecutive victims often share one.
   std::string anchor_path_;
   UniqueFd anchor_fd_;

@@ -15,6 +15,8 @@ namespace {
 
 // Temp files are looked at this often; orphans are rare and not urgent.
 constexpr TimeNs kTempSweepPeriod = 10 * kNsPerSecond;
+// A victim found open is looked at again after this long.
+constexpr TimeNs kOpenRetry = 10 * kNsPerSecond;
 // At most this many orphans or directories are handled per step, so that
 // housekeeping never delays the next usage check noticeably.
 constexpr std::size_t kHousekeepingPerStep = 1000;
@@ -309,6 +311,11 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
                         MergePolicy::kStatIsTruth, now);
           hot += o.result == DeleteResult::kHot ? 1 : 0;
           break;
+        case DeleteResult::kOpen:
+          // Open is transient; look again soon, not in this episode's
+          // next batch.
+          index.defer_file(v.id, now + kOpenRetry);
+          break;
         case DeleteResult::kFailed:
           index.defer_file(v.id, now + config_.retry_after_failure);
           break;
@@ -357,6 +364,10 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
         ++totals_.skipped_hot;
         spdlog::debug("kept {}: used since it was chosen",
                       escape_bytes(file_path(v)));
+        break;
+      case DeleteResult::kOpen:
+        ++totals_.skipped_open;
+        spdlog::debug("kept {}: open right now", escape_bytes(file_path(v)));
         break;
       case DeleteResult::kChanged:
         ++totals_.skipped_changed;

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -211,6 +212,33 @@ TEST_F(EvictorTest, AFailingFileIsSkippedAndTheEpisodeGoesOn) {
   const EvictorTotals t = evictor->totals();
   EXPECT_EQ(t.errors_by_errno.size(), 1U);
   EXPECT_FALSE(t.episode_active) << "one failing file stopped the episode";
+}
+
+TEST_F(EvictorTest, FilesOpenOrMappedRightNowAreNeverUnlinked) {
+  for (int i = 0; i < 10; ++i) {
+    write(block(i), 7200 + i);
+  }
+  crawl();
+  // The two oldest: one held open, one mapped after its descriptor was
+  // closed. Neither has a recent atime; only the kernel knows.
+  const UniqueFd held(::open((root_path_ / block(9)).c_str(), O_RDONLY));
+  ASSERT_TRUE(held);
+  void* map = nullptr;
+  {
+    const UniqueFd fd(::open((root_path_ / block(8)).c_str(), O_RDONLY));
+    map = ::mmap(nullptr, kFileBytes, PROT_READ, MAP_SHARED, fd.get(), 0);
+    ASSERT_NE(map, MAP_FAILED);
+  }
+  EvictorConfig cfg;
+  cfg.hot_window = 600 * kNsPerSecond;
+  auto evictor = make(cache_bytes() * 100 / 90, cfg);
+  evictor->step();
+  EXPECT_TRUE(fs::exists(root_path_ / block(9)));
+  EXPECT_TRUE(fs::exists(root_path_ / block(8)));
+  EXPECT_EQ(evictor->totals().skipped_open, 2U);
+  EXPECT_FALSE(fs::exists(root_path_ / block(7)));
+  EXPECT_FALSE(evictor->totals().episode_active);
+  ::munmap(map, kFileBytes);
 }
 
 }  // namespace
