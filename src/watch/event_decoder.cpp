@@ -131,16 +131,15 @@ void decode_events(std::span<const std::uint8_t> buffer,
       return;
     }
     const std::size_t event_len = meta.event_len;
-    if (meta.metadata_len < sizeof(Metadata) ||
-        meta.metadata_len > event_len) {
+    if (meta.metadata_len < sizeof(Metadata) || meta.metadata_len > event_len) {
       ++stats.malformed;
     } else {
       DecodedEvent& ev = out.emplace_back();
       ev.mask = meta.mask;
       ev.pid = meta.pid;
       ev.overflow = (meta.mask & FAN_Q_OVERFLOW) != 0;
-      if (read_records(p + meta.metadata_len, event_len - meta.metadata_len,
-                       ev, stats)) {
+      if (read_records(p + meta.metadata_len, event_len - meta.metadata_len, ev,
+                       stats)) {
         ++stats.events;
         stats.overflows += ev.overflow ? 1 : 0;
       } else {

@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/escape.hpp"
 #include "common/sys_error.hpp"
 #include "watch/fanotify_abi.hpp"
 
@@ -88,7 +89,7 @@ std::string_view likely_reason(int err) {
              "(file-handle events with names and filesystem marks)";
     case ENODEV:
       return "the filesystem has no filesystem id (f_fsid is zero, as on "
-             "FUSE and on tmpfs before 6.7), so fanotify cannot report "
+             "FUSE and on tmpfs of older kernels), so fanotify cannot report "
              "file handles on it";
     case EXDEV:
       return "the path is on a btrfs subvolume or another filesystem whose "
@@ -142,6 +143,8 @@ FanotifyGroup FanotifyGroup::open(std::string_view mount_path, int& err,
   // machine or the filesystem and explains a failure better.
   int telling_err = 0;
   std::string refusals;
+  std::string first_why;
+  bool all_alike = true;
   for (const LevelSpec& spec : kLevels) {
     if (spec.level > max_level) {
       continue;
@@ -171,16 +174,24 @@ FanotifyGroup FanotifyGroup::open(std::string_view mount_path, int& err,
       err = 0;
       return group;
     }
-    spdlog::debug("fanotify level {} refused on {}: {}", spec.name, path,
-                  sys_message(call, "", level_err));
-    refusals += fmt::format("{}{}: {}", refusals.empty() ? "" : "; ",
-                            spec.name, sys_message(call, "", level_err));
+    const std::string why =
+        fmt::format("{}: {}", call, describe_errno(level_err));
+    spdlog::debug("fanotify level {} refused on {}: {}", spec.name,
+                  escape_bytes(path), why);
+    refusals +=
+        fmt::format("{}{}: {}", refusals.empty() ? "" : "; ", spec.name, why);
+    if (first_why.empty()) {
+      first_why = why;
+    }
+    all_alike = all_alike && why == first_why;
     if (telling_err == 0 && level_err != EINVAL) {
       telling_err = level_err;
     }
   }
   err = telling_err != 0 ? telling_err : EINVAL;
-  detail = fmt::format("{} (tried {})", likely_reason(err), refusals);
+  detail = fmt::format(
+      "{} ({})", likely_reason(err),
+      all_alike ? "every level: " + first_why : "tried " + refusals);
   return {};
 }
 

@@ -56,7 +56,7 @@ class FanotifyGroup {
  public:
   // Large enough for ~600 typical events (~100 bytes each) per read, so a
   // full default queue of 16384 drains in about 30 calls, and far above the
-  // largest single event (~1.3 KiB: three records with 128-byte handles
+  // largest single event (~1.2 KiB: three records with 128-byte handles
   // and 255-byte names), which read() must have room for.
   static constexpr std::size_t kReadBufferBytes = 64 * 1024;
 
@@ -89,9 +89,7 @@ class FanotifyGroup {
   std::uint64_t fsid() const { return fsid_; }
   // Pods on other machines, or a user-space server, may use files without
   // this kernel seeing it: network, cluster and FUSE filesystems.
-  bool events_may_be_incomplete() const {
-    return fs_.events_may_be_incomplete;
-  }
+  bool events_may_be_incomplete() const { return fs_.events_may_be_incomplete; }
   const std::string& path() const { return path_; }
 
   // Reads whole queued events into `buffer` (see kReadBufferBytes).

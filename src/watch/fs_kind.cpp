@@ -37,7 +37,8 @@ constexpr std::array kKnown = {
     KnownFs{0xFF534D42, "cifs", true},
     KnownFs{0xFE534D42, "smb2", true},
     KnownFs{0x0000517B, "smb", true},
-    KnownFs{0x6B414653, "afs", true},
+    KnownFs{0x6B414653, "afs", true},  // kAFS
+    KnownFs{0x5346414F, "openafs", true},
     KnownFs{0x7461636F, "ocfs2", true},  // cluster filesystems: other nodes
     KnownFs{0x01161970, "gfs2", true},   // write the same blocks
 };

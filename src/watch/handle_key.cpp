@@ -21,7 +21,6 @@ constexpr std::size_t kMaxHandleBytes = 128;
 constexpr int kAtHandleFid = 0x200;
 std::atomic<bool> g_handle_fid_known{true};
 
-
 }  // namespace
 
 std::uint64_t hash_long_handle(const std::uint8_t* handle, std::size_t size) {
@@ -71,8 +70,8 @@ HandleKey handle_of_dir(int dirfd, int& err) {
 }
 
 HandleKey handle_of_dir(int dirfd, std::uint64_t fsid, int& err) {
-  alignas(file_handle) unsigned char storage[sizeof(file_handle) +
-                                             kMaxHandleBytes];
+  alignas(
+      file_handle) unsigned char storage[sizeof(file_handle) + kMaxHandleBytes];
   auto* handle = new (storage) file_handle{};
   int mount_id = 0;
   int flags = AT_EMPTY_PATH;
@@ -81,8 +80,7 @@ HandleKey handle_of_dir(int dirfd, std::uint64_t fsid, int& err) {
   }
   for (;;) {
     handle->handle_bytes = kMaxHandleBytes;
-    if (::name_to_handle_at(dirfd, "", handle, &mount_id, flags) ==
-        0) {
+    if (::name_to_handle_at(dirfd, "", handle, &mount_id, flags) == 0) {
       break;
     }
     if (errno == EINVAL && (flags & kAtHandleFid) != 0) {
@@ -93,15 +91,15 @@ HandleKey handle_of_dir(int dirfd, std::uint64_t fsid, int& err) {
     err = errno;
     return {};
   }
-  if (handle->handle_bytes == 0 ||
-      handle->handle_bytes > kMaxHandleBytes) {
+  if (handle->handle_bytes == 0 || handle->handle_bytes > kMaxHandleBytes) {
     err = EOVERFLOW;  // a kernel bug; never a key that could match anything
     return {};
   }
   err = 0;
-  return HandleKey::make(fsid, handle->handle_type,
-                         reinterpret_cast<const std::uint8_t*>(handle->f_handle),
-                         handle->handle_bytes);
+  return HandleKey::make(
+      fsid, handle->handle_type,
+      reinterpret_cast<const std::uint8_t*>(handle->f_handle),
+      handle->handle_bytes);
 }
 
 }  // namespace pvc

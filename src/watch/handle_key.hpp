@@ -84,8 +84,7 @@ HandleKey handle_of_dir(int dirfd, std::uint64_t fsid, int& err);
 // ---------------------------------------------------------------------------
 
 inline HandleKey HandleKey::make(std::uint64_t fsid, std::int32_t type,
-                                 const std::uint8_t* handle,
-                                 std::size_t size) {
+                                 const std::uint8_t* handle, std::size_t size) {
   HandleKey key;
   key.fsid = fsid;
   key.type = type;
@@ -110,10 +109,10 @@ inline std::size_t HandleKey::hash() const {
   };
   std::uint64_t words[kInlineBytes / 8];
   std::memcpy(words, bytes.data(), sizeof(words));
-  std::uint64_t h = step(fsid, (static_cast<std::uint64_t>(
-                                    static_cast<std::uint32_t>(type))
-                                << 32) |
-                                   size);
+  std::uint64_t h = step(
+      fsid,
+      (static_cast<std::uint64_t>(static_cast<std::uint32_t>(type)) << 32) |
+          size);
   for (const std::uint64_t word : words) {
     h = step(h, word);
   }
