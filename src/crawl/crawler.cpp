@@ -112,6 +112,9 @@ class Walker {
     }
     subdirs_.clear();
     files_.clear();
+    if (options_.on_dir) {
+      options_.on_dir(fd, dir);
+    }
     if (!read_dir(fd, rel)) {
       return;
     }

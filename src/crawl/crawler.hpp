@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 
 #include "common/clock.hpp"
 #include "fs/cache_root.hpp"
@@ -26,6 +27,9 @@ struct CrawlOptions {
   unsigned crawlers = 8;
   unsigned bucket_width = 0;  // 0: any 2 to 4 hex digits
   MergePolicy policy = MergePolicy::kStatIsTruth;
+  // Called (on crawler threads) with each directory read and its id; watch
+  // mode records the directory's file handle here.
+  std::function<void(int fd, DirId dir)> on_dir;
 };
 
 struct CrawlStats {
@@ -58,6 +62,10 @@ class Crawler {
   CrawlStats run(const CacheRoot& root);
 
   const CrawlProgress& progress() const { return progress_; }
+  // See CrawlOptions::on_dir. Set before the first run().
+  void set_dir_callback(std::function<void(int fd, DirId dir)> fn) {
+    options_.on_dir = std::move(fn);
+  }
 
  private:
   SharedIndex& index_;

@@ -19,6 +19,7 @@
 #include "common/sys_error.hpp"
 #include "config/parse.hpp"
 #include "crawl/crawler.hpp"
+#include "daemon/privileges.hpp"
 #include "evict/deleter.hpp"
 #include "evict/evictor.hpp"
 #include "fs/cache_root.hpp"
@@ -28,6 +29,11 @@
 #include "metrics/render.hpp"
 #include "metrics/status.hpp"
 #include "usage/usage.hpp"
+#include "watch/dir_handles.hpp"
+#include "watch/fanotify_group.hpp"
+#include "watch/handle_key.hpp"
+#include "watch/self_check.hpp"
+#include "watch/watcher.hpp"
 
 namespace pvc {
 namespace {
@@ -43,6 +49,11 @@ constexpr double kMinRescanGapSeconds = 10.0;
 // can take seconds, so its deadline is generous.
 constexpr double kMainLoopDeadlineFloor = 30.0;
 constexpr double kCrawlDeadline = 120.0;
+// The watcher wakes at least once a second; missing this many is a stall.
+constexpr double kWatcherDeadline = 30.0;
+// With events keeping the index current, a full crawl is only a safety net
+// in watch mode, so it runs this many times less often.
+constexpr double kWatchRescanFactor = 12.0;
 // The SIGUSR1 dump is bounded like the HTTP pages.
 constexpr std::size_t kSignalDumpFiles = 10000;
 // Set to a loop name ("evictor", "crawler") to make its heartbeats be
@@ -188,10 +199,18 @@ void log_crawl(const CrawlStats& s, std::size_t indexed, std::uint64_t bytes) {
 }
 
 // Everything the daemon runs, and the status source for its endpoints.
+// What start-up decided about watch mode, handed to the daemon.
+struct WatchSetup {
+  FanotifyGroup group;  // invalid in crawl mode
+  std::string reason;   // why this mode, for logs and metrics
+};
+
 class Daemon final : public StatusSource {
  public:
-  explicit Daemon(const Settings& s)
+  Daemon(const Settings& s, WatchSetup watch)
       : settings_(s),
+        group_(std::move(watch.group)),
+        mode_reason_(std::move(watch.reason)),
         signals_(stop_, waker_, [this] { write_dump(); }),
         usage_(s.mount_path, s.max_cache_bytes,
                [this] {
@@ -199,7 +218,7 @@ class Daemon final : public StatusSource {
                }),
         deleter_(root_, s.dry_run ? DryRun::kYes : DryRun::kNo),
         evictor_(evictor_config(s), index_, usage_, deleter_, clock_, stop_),
-        crawler_(index_, clock_, crawl_options(s), stop_),
+        crawler_(index_, clock_, crawl_options(s, group_.valid()), stop_),
         crawls_(crawler_, waker_),
         http_(*this) {
     heartbeats_.add("evictor",
@@ -207,6 +226,20 @@ class Daemon final : public StatusSource {
     heartbeats_.add("crawler", kCrawlDeadline);
     heartbeats_.park("crawler");
     evictor_.set_progress_callback([this] { heartbeats_.beat("evictor"); });
+    if (group_.valid()) {
+      mode_ = "watch";
+      watcher_.emplace(group_, index_, handles_, clock_);
+      watcher_->set_wake_callback([this] { heartbeats_.beat("watcher"); });
+      heartbeats_.add("watcher", kWatcherDeadline);
+      rescan_interval_ *= kWatchRescanFactor;
+      crawler_.set_dir_callback([this](int fd, DirId dir) {
+        int err = 0;
+        const HandleKey key = handle_of_dir(fd, group_.fsid(), err);
+        if (key.valid()) {
+          handles_.put(key, dir);
+        }
+      });
+    }
     if (const char* stall = std::getenv(kTestStallEnv)) {
       heartbeats_.stall_for_test(stall);
     }
@@ -221,19 +254,24 @@ class Daemon final : public StatusSource {
                                           std::size_t limit) override;
 
  private:
-  static CrawlOptions crawl_options(const Settings& s) {
+  static CrawlOptions crawl_options(const Settings& s, bool watching) {
     CrawlOptions o;
     o.crawlers = s.crawlers;
     o.bucket_width = s.hex_bucket_len;
+    // Watching, the index's record of use comes from events; a crawl
+    // only adds what atime knows beyond it.
+    o.policy = watching ? MergePolicy::kLaterOfBoth : MergePolicy::kStatIsTruth;
     return o;
   }
+  void check_watcher();
 
-  bool wait_for_mount();
   void collect_crawl();
   void schedule_crawl();
   void write_dump();
 
   const Settings& settings_;
+  FanotifyGroup group_;
+  std::string mode_reason_;
   std::atomic<bool> stop_{false};
   Waker waker_;
   SignalThread signals_;
@@ -246,10 +284,18 @@ class Daemon final : public StatusSource {
   Crawler crawler_;
   CrawlRunner crawls_;
   Heartbeats heartbeats_;
+  DirHandles handles_;
+  std::optional<Watcher> watcher_;
   HttpServer http_;
 
   std::string mode_ = "crawl";
-  std::string mode_reason_;
+  double rescan_interval_ = settings_.rescan_interval_seconds;
+  // Events were lost; deletion holds until a crawl started after that
+  // ends (see Evictor::set_hold).
+  bool rescan_pending_ = false;
+  bool rescan_again_ = false;
+  bool first_crawl_replayed_ = false;
+  bool force_crawl_ = false;
   int root_error_ = 0;
   double last_progress_log_ = 0;
   std::uint64_t last_crawl_dirs_ = 0;
@@ -258,48 +304,18 @@ class Daemon final : public StatusSource {
   std::atomic<bool> ready_{false};
 };
 
-bool Daemon::wait_for_mount() {
-  const double deadline = monotonic_seconds() + settings_.mount_wait_seconds;
-  bool said = false;
-  for (;;) {
-    struct stat st {};
-    if (::stat(settings_.mount_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      return true;
-    }
-    const int err = errno;
-    if (monotonic_seconds() >= deadline || stop_) {
-      spdlog::error("mount path {} is not available after {:.0f}s: {}",
-                    escape_bytes(settings_.mount_path),
-                    settings_.mount_wait_seconds, describe_errno(err));
-      return false;
-    }
-    if (!said) {
-      spdlog::warn("waiting up to {:.0f}s for mount path {} ({})",
-                   settings_.mount_wait_seconds,
-                   escape_bytes(settings_.mount_path), describe_errno(err));
-      said = true;
-    }
-    heartbeats_.beat("evictor");
-    waker_.wait(0.5, stop_);
-  }
-}
-
 int Daemon::run() {
-  spdlog::info("pvc-evictor {} starting: {}", PVC_EVICTOR_VERSION,
-               describe(settings_));
-  if (settings_.mode == Mode::kWatch) {
-    spdlog::error(
-        "--mode watch is not available in this build: fanotify watching is "
-        "not implemented yet; use --mode crawl or --mode auto");
-    return 1;
+  if (watcher_) {
+    spdlog::info(
+        "mode: watch ({}); hot files are those used within {} "
+        "minutes by fanotify's record or by atime",
+        mode_reason_, settings_.hot_minutes);
+  } else {
+    spdlog::info(
+        "mode: crawl ({}); hot files are those whose atime or "
+        "mtime is within {} minutes",
+        mode_reason_, settings_.hot_minutes);
   }
-  mode_reason_ = settings_.mode == Mode::kAuto
-                     ? "auto: watch mode is not available in this build"
-                     : "configured";
-  spdlog::info(
-      "mode: crawl ({}); hot files are those whose atime or mtime "
-      "is within {} minutes",
-      mode_reason_, settings_.hot_minutes);
   if (settings_.dry_run) {
     spdlog::warn("dry run: nothing will be deleted");
   }
@@ -313,13 +329,17 @@ int Daemon::run() {
     spdlog::info("serving /metrics, /healthz, /readyz and /debug on port {}",
                  http_.port());
   }
-  if (!wait_for_mount()) {
-    return stop_ ? 0 : 1;
+  // Watch before the first crawl, so nothing that happens during it is
+  // lost.
+  if (watcher_) {
+    watcher_->set_root(&root_);
+    watcher_->start();
   }
 
   while (!stop_) {
     // Crawl first: deletion works from whatever the index holds, so the
     // first crawl should be under way before the first usage check.
+    check_watcher();
     schedule_crawl();
 
     evictor_.step();
@@ -330,9 +350,29 @@ int Daemon::run() {
     waker_.wait(settings_.interval_seconds, stop_);
   }
 
+  if (watcher_) {
+    watcher_->stop();
+  }
   http_.stop();
   spdlog::info("stopped");
   return 0;
+}
+
+void Daemon::check_watcher() {
+  if (!watcher_ || !watcher_->take_overflow()) {
+    return;
+  }
+  if (!rescan_pending_) {
+    spdlog::info(
+        "events were lost: rescanning, deletion holds until the "
+        "rescan ends");
+  }
+  rescan_pending_ = true;
+  evictor_.set_hold(true);
+  // A crawl already running may have passed directories where the lost
+  // events happened: run another once it ends.
+  rescan_again_ = !crawls_.idle();
+  force_crawl_ = crawls_.idle();
 }
 
 void Daemon::collect_crawl() {
@@ -374,6 +414,20 @@ void Daemon::collect_crawl() {
   if (done->complete && !ready_.exchange(true)) {
     spdlog::info("index ready: first crawl complete");
   }
+  if (watcher_ && done->complete && !first_crawl_replayed_) {
+    first_crawl_replayed_ = true;
+    watcher_->initial_crawl_done();
+  }
+  if (rescan_pending_) {
+    if (rescan_again_ || !done->complete) {
+      rescan_again_ = false;
+      force_crawl_ = true;
+    } else {
+      rescan_pending_ = false;
+      evictor_.set_hold(false);
+      spdlog::info("rescan after lost events done; deletion resumes");
+    }
+  }
 }
 
 void Daemon::schedule_crawl() {
@@ -381,10 +435,10 @@ void Daemon::schedule_crawl() {
     return;
   }
   const double now = monotonic_seconds();
-  const bool due =
-      now - crawls_.started() >= settings_.rescan_interval_seconds ||
-      (evictor_.take_rescan_request() &&
-       now - crawls_.ended() >= kMinRescanGapSeconds);
+  const bool due = force_crawl_ ||
+                   now - crawls_.started() >= rescan_interval_ ||
+                   (evictor_.take_rescan_request() &&
+                    now - crawls_.ended() >= kMinRescanGapSeconds);
   if (!due) {
     return;
   }
@@ -408,6 +462,7 @@ void Daemon::schedule_crawl() {
   if (!root_.valid()) {
     return;
   }
+  force_crawl_ = false;
   last_progress_log_ = now;
   last_crawl_dirs_ = 0;
   heartbeats_.beat("crawler");
@@ -434,6 +489,16 @@ StatusSnapshot Daemon::status() {
   }
   s.crawl.running = crawler_.progress().running.load();
   s.crawl.progress_files = crawler_.progress().files.load();
+  if (watcher_) {
+    const WatcherCounters& w = watcher_->counters();
+    s.watch.enabled = true;
+    s.watch.level = std::string(watch_level_name(group_.level()));
+    s.watch.events = w.events.load();
+    s.watch.applied = w.applied.load();
+    s.watch.overflows = w.overflows.load();
+    s.watch.malformed = w.malformed.load();
+    s.watch.rescan_pending = rescan_pending_;
+  }
   s.loops = heartbeats_.snapshot();
   s.ready = ready_.load();
   return s;
@@ -470,10 +535,117 @@ void Daemon::write_dump() {
   }
 }
 
+// Signals before the daemon's own signal thread exists (waiting for the
+// mount, setting up the watch): only a flag is set.
+volatile std::sig_atomic_t g_early_stop = 0;
+
+void on_early_signal(int) {
+  g_early_stop = 1;
+}
+
+bool wait_for_mount(const Settings& s) {
+  struct sigaction sa {};
+  sa.sa_handler = on_early_signal;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  const double deadline = monotonic_seconds() + s.mount_wait_seconds;
+  bool said = false;
+  for (;;) {
+    struct stat st {};
+    if (::stat(s.mount_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return true;
+    }
+    const int err = errno;
+    if (monotonic_seconds() >= deadline || g_early_stop != 0) {
+      if (g_early_stop == 0) {
+        spdlog::error("mount path {} is not available after {:.0f}s: {}",
+                      escape_bytes(s.mount_path), s.mount_wait_seconds,
+                      describe_errno(err));
+      }
+      return false;
+    }
+    if (!said) {
+      spdlog::warn("waiting up to {:.0f}s for mount path {} ({})",
+                   s.mount_wait_seconds, escape_bytes(s.mount_path),
+                   describe_errno(err));
+      said = true;
+    }
+    ::usleep(100'000);
+  }
+}
+
+// Decides the mode. Returns false when --mode watch cannot be had.
+bool set_up_watch(const Settings& s, WatchSetup& out) {
+  if (s.mode == Mode::kCrawl) {
+    out.reason = "configured";
+    return true;
+  }
+  // The mark covers the whole filesystem; the cache root may not exist
+  // yet, the mount path does.
+  struct stat st {};
+  const std::string root = s.cache_root();
+  const std::string where =
+      ::stat(root.c_str(), &st) == 0 && S_ISDIR(st.st_mode) ? root
+                                                            : s.mount_path;
+  int err = 0;
+  std::string detail;
+  FanotifyGroup group = FanotifyGroup::open(where, err, detail);
+  std::string why;
+  if (group.valid() && !watch_self_check(group, where, why)) {
+    group = FanotifyGroup();
+    detail = "self-check failed: " + why;
+    err = 0;
+  }
+  if (!group.valid()) {
+    const std::string reason =
+        err != 0 ? sys_message("fanotify on", where, err) + ": " + detail
+                 : detail;
+    if (s.mode == Mode::kWatch) {
+      spdlog::error("--mode watch (EVICTOR_MODE) cannot be used: {}", reason);
+      return false;
+    }
+    spdlog::warn(
+        "watch mode unavailable, falling back to crawl mode "
+        "(atime-based hot protection): {}",
+        reason);
+    out.reason = "auto fallback: " + reason;
+    return true;
+  }
+  out.reason = fmt::format("fanotify filesystem mark on {} ({}), level {}",
+                           escape_bytes(where), describe(group.fs()),
+                           watch_level_name(group.level()));
+  if (!detail.empty()) {
+    spdlog::info("watch: richer levels refused: {}", detail);
+  }
+  if (group.events_may_be_incomplete()) {
+    spdlog::warn(
+        "watch: {} may be used from other machines, whose reads this "
+        "kernel never sees; combining events with atime",
+        describe(group.fs()));
+  }
+  spdlog::info("watch: kernel queue holds {} events", group.queue_events());
+  out.group = std::move(group);
+  return true;
+}
+
 }  // namespace
 
 int run_daemon(const Settings& settings) {
-  Daemon daemon(settings);
+  spdlog::info("pvc-evictor {} starting: {}", PVC_EVICTOR_VERSION,
+               describe(settings));
+  if (!wait_for_mount(settings)) {
+    return g_early_stop != 0 ? 0 : 1;
+  }
+  WatchSetup watch;
+  if (!set_up_watch(settings, watch)) {
+    return 1;
+  }
+  // Before any thread starts: capabilities are per thread.
+  spdlog::info("capabilities: {}", drop_capabilities());
+  if (g_early_stop != 0) {
+    return 0;
+  }
+  Daemon daemon(settings, std::move(watch));
   return daemon.run();
 }
 

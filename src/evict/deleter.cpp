@@ -1,10 +1,9 @@
 #include "evict/deleter.hpp"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -128,16 +127,15 @@ int Deleter::take_lease(int fd, const FileSnapshot& victim) {
   return err;
 }
 
-Deleter::DirRemoval Deleter::remove_dir(std::string_view rel,
-                                        TimeNs older_than, TimeNs ours_at) {
+Deleter::DirRemoval Deleter::remove_dir(std::string_view rel, TimeNs older_than,
+                                        TimeNs ours_at) {
   DirRemoval out;
   const auto slash = rel.rfind('/');
   const std::string_view parent = slash == std::string_view::npos
                                       ? std::string_view()
                                       : rel.substr(0, slash);
-  const std::string name(slash == std::string_view::npos
-                             ? rel
-                             : rel.substr(slash + 1));
+  const std::string name(
+      slash == std::string_view::npos ? rel : rel.substr(slash + 1));
   if (name.empty() || name == "." || name == "..") {
     out.error = EINVAL;
     return out;

@@ -95,8 +95,8 @@ bool Evictor::read_usage(Usage& out) {
   // inodes they hold are as good as free: counting them as used would make
   // an inode episode delete files until the directories' inodes were paid
   // for twice.
-  out.used_inodes -= std::min<std::uint64_t>(out.used_inodes,
-                                             pending_dir_inodes());
+  out.used_inodes -=
+      std::min<std::uint64_t>(out.used_inodes, pending_dir_inodes());
   std::lock_guard lock(totals_mutex_);
   totals_.last_usage = out;
   return true;
@@ -231,6 +231,16 @@ void Evictor::run_episode(Usage u) {
     }
     const TimeNs now = clock_.now();
     const bool emergency = trigger_.emergency(u);
+    if (hold_ && !emergency) {
+      if (!hold_logged_) {
+        hold_logged_ = true;
+        spdlog::info(
+            "deletion waits for the rescan that follows lost "
+            "events (unless usage reaches the emergency threshold)");
+      }
+      return;
+    }
+    hold_logged_ = false;
     VictimQuery q;
     q.now = now;
     q.cold_before = now - config_.hot_window;
@@ -492,8 +502,8 @@ void Evictor::clean_dirs() {
     const Deleter::DirRemoval r =
         deleter_.remove_dir(rel, now - config_.dir_grace, w.ours_at);
     if (r.error == EAGAIN) {
-      still_waiting.push_back({w.dir, now + config_.dir_grace / 4 + 1,
-                               w.ours_at});
+      still_waiting.push_back(
+          {w.dir, now + config_.dir_grace / 4 + 1, w.ours_at});
       continue;
     }
     waiting_set_.erase(w.dir);

@@ -9,6 +9,8 @@
 // on its schedule and tests call it directly.
 #pragma once
 
+#include <tsl/robin_set.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -16,8 +18,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <tsl/robin_set.h>
 
 #include "common/clock.hpp"
 #include "evict/deleter.hpp"
@@ -108,6 +108,10 @@ class Evictor {
     on_progress_ = std::move(fn);
   }
 
+  // While held, only an emergency deletes: after lost events the index
+  // may call a file cold that was used, until a rescan merges atime in.
+  void set_hold(bool hold) { hold_ = hold; }
+
   // Adds a listener; it must outlive the evictor.
   void add_listener(DeletionListener& listener) {
     listeners_.push_back(&listener);
@@ -169,6 +173,8 @@ class Evictor {
 
   std::vector<DeletionListener*> listeners_;
   std::function<void()> on_progress_;
+  std::atomic<bool> hold_{false};
+  bool hold_logged_ = false;
 
   mutable std::mutex totals_mutex_;
   EvictorTotals totals_;

@@ -79,6 +79,9 @@ void Watcher::run() {
   pollfd fds[2] = {{group_.fd(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
   while (!stopping_) {
     last_wake_ = monotonic_seconds();
+    if (on_wake_) {
+      on_wake_();
+    }
     const int n = ::poll(fds, 2, kPollTimeoutMs);
     if (stopping_) {
       break;

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -56,6 +57,10 @@ class Watcher {
   // The root the watcher resolves new entries beneath. Set before start()
   // and whenever the daemon reopens the root; only read on the thread.
   void set_root(const CacheRoot* root) { root_.store(root); }
+
+  // Called on the watcher's thread every time it wakes (at least once a
+  // second), for the health endpoint.
+  void set_wake_callback(std::function<void()> fn) { on_wake_ = std::move(fn); }
 
   void start();
   void stop();
@@ -112,6 +117,7 @@ class Watcher {
   std::atomic<bool> replay_requested_{false};
   std::atomic<double> last_wake_{0};
   bool overflow_logged_ = false;
+  std::function<void()> on_wake_;
 
   std::vector<std::uint8_t> buffer_;
   std::vector<DecodedEvent> decoded_;
