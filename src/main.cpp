@@ -12,11 +12,15 @@
 #include "daemon/daemon.hpp"
 #include "daemon/logging.hpp"
 #include "metrics/dump_client.hpp"
+#include "probe/probe.hpp"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args.front() == "dump") {
     return pvc::run_dump({args.begin() + 1, args.end()});
+  }
+  if (!args.empty() && args.front() == "probe") {
+    return pvc::run_probe({args.begin() + 1, args.end()});
   }
   const pvc::ParseResult parsed =
       pvc::parse_settings(args, pvc::process_environment());

@@ -296,6 +296,13 @@ std::vector<Option> options() {
          s.metrics_address = v;
          return {};
        }},
+      {"--probe-report", "PROBE_REPORT",
+       "the report `pvc-evictor probe` wrote (init container); logged at "
+       "start and used by --mode auto (default none)",
+       [](const std::string& t, Settings& s) -> std::string {
+         s.probe_report = t;
+         return {};
+       }},
       {"--dump-dir", "DUMP_DIR",
        "directory SIGUSR1 writes the hot-set dump to (default /tmp)",
        [](const std::string& t, Settings& s) -> std::string {

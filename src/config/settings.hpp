@@ -38,6 +38,7 @@ struct Settings {
   Mode mode = Mode::kAuto;
   std::string metrics_address;    // host:port for HTTP, empty = off
   std::string dump_dir = "/tmp";  // where SIGUSR1 writes diagnostics
+  std::string probe_report;       // the init container's report, if any
 
   // The directory the evictor manages: mount_path / cache_dir.
   std::string cache_root() const;

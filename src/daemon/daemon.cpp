@@ -28,6 +28,7 @@
 #include "metrics/http_server.hpp"
 #include "metrics/render.hpp"
 #include "metrics/status.hpp"
+#include "probe/probe.hpp"
 #include "usage/usage.hpp"
 #include "watch/dir_handles.hpp"
 #include "watch/fanotify_group.hpp"
@@ -574,10 +575,38 @@ bool wait_for_mount(const Settings& s) {
   }
 }
 
+// Logs the init container's findings; returns them for the mode choice.
+ProbeFindings load_probe_report(const Settings& s) {
+  if (s.probe_report.empty()) {
+    return {};
+  }
+  std::string error;
+  ProbeFindings f = read_probe_report(s.probe_report, error);
+  if (!f.loaded) {
+    spdlog::warn("--probe-report (PROBE_REPORT) {}: {}; deciding without it",
+                 escape_bytes(s.probe_report), error);
+    return f;
+  }
+  spdlog::info("probe report: fanotify {}, atime behaves as {}",
+               f.fanotify_available ? "available" : "unavailable",
+               f.atime_behaviour.empty() ? "unknown" : f.atime_behaviour);
+  return f;
+}
+
 // Decides the mode. Returns false when --mode watch cannot be had.
-bool set_up_watch(const Settings& s, WatchSetup& out) {
+bool set_up_watch(const Settings& s, const ProbeFindings& probe,
+                  WatchSetup& out) {
   if (s.mode == Mode::kCrawl) {
     out.reason = "configured";
+    return true;
+  }
+  if (s.mode == Mode::kAuto && probe.loaded && !probe.fanotify_available) {
+    out.reason = "auto: probe report says fanotify is unavailable: " +
+                 probe.fanotify_reason;
+    spdlog::warn(
+        "watch mode unavailable, falling back to crawl mode "
+        "(atime-based hot protection): the probe report says {}",
+        probe.fanotify_reason);
     return true;
   }
   // The mark covers the whole filesystem; the cache root may not exist
@@ -636,9 +665,18 @@ int run_daemon(const Settings& settings) {
   if (!wait_for_mount(settings)) {
     return g_early_stop != 0 ? 0 : 1;
   }
+  const ProbeFindings probe = load_probe_report(settings);
   WatchSetup watch;
-  if (!set_up_watch(settings, watch)) {
+  if (!set_up_watch(settings, probe, watch)) {
     return 1;
+  }
+  if (!watch.group.valid() && !probe.atime_behaviour.empty() &&
+      probe.atime_behaviour != "strictatime") {
+    spdlog::warn(
+        "crawl mode on a volume where atime behaves as {}: a file read "
+        "continuously can look cold and be deleted; set strictatime in the "
+        "PV or StorageClass mountOptions, or run the privileged deployment",
+        probe.atime_behaviour);
   }
   // Before any thread starts: capabilities are per thread.
   spdlog::info("capabilities: {}", drop_capabilities());
