@@ -303,6 +303,20 @@ std::vector<Option> options() {
          s.probe_report = t;
          return {};
        }},
+      {"--events-endpoint", "STORAGE_EVENTS_ENDPOINT",
+       "bind a ZeroMQ PUB socket here (e.g. tcp://*:5557) and publish an "
+       "llm-d BlockRemoved event for every deleted block; empty is off "
+       "(default empty)",
+       [](const std::string& t, Settings& s) -> std::string {
+         const std::string v = trim(t);
+         if (!v.empty() && !v.starts_with("tcp://") &&
+             !v.starts_with("ipc://")) {
+           return "a ZeroMQ endpoint to bind, such as tcp://*:5557 or "
+                  "ipc:///run/events.sock, or empty for off";
+         }
+         s.events_endpoint = v;
+         return {};
+       }},
       {"--dump-dir", "DUMP_DIR",
        "directory SIGUSR1 writes the hot-set dump to (default /tmp)",
        [](const std::string& t, Settings& s) -> std::string {
@@ -499,13 +513,13 @@ std::string describe(const Settings& s) {
       "inode_target={}% emergency={}% hot_minutes={} crawlers={} "
       "interval={}s batch_size={} hex_bucket_len={} dir_cleanup={} "
       "dir_cleanup_ttl={}s temp_max_age={}min rescan_interval={}s "
-      "max_cache_bytes={} dry_run={}",
+      "max_cache_bytes={} dry_run={} events_endpoint={}",
       mode_name(s.mode), s.cache_root(), s.cleanup_threshold,
       s.target_threshold, s.inode_cleanup_threshold, s.inode_target_threshold,
       s.emergency_threshold, s.hot_minutes, s.crawlers, s.interval_seconds,
       s.batch_size, s.hex_bucket_len, s.dir_cleanup, s.dir_cleanup_ttl_seconds,
       s.temp_max_age_minutes, s.rescan_interval_seconds, s.max_cache_bytes,
-      s.dry_run);
+      s.dry_run, s.events_endpoint.empty() ? "off" : s.events_endpoint);
 }
 
 }  // namespace pvc

@@ -39,6 +39,7 @@ struct Settings {
   std::string metrics_address;    // host:port for HTTP, empty = off
   std::string dump_dir = "/tmp";  // where SIGUSR1 writes diagnostics
   std::string probe_report;       // the init container's report, if any
+  std::string events_endpoint;    // ZeroMQ PUB endpoint, empty = off
 
   // The directory the evictor manages: mount_path / cache_dir.
   std::string cache_root() const;

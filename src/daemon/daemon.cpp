@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "config/parse.hpp"
 #include "crawl/crawler.hpp"
 #include "daemon/privileges.hpp"
+#include "events/publisher.hpp"
 #include "evict/deleter.hpp"
 #include "evict/evictor.hpp"
 #include "fs/cache_root.hpp"
@@ -281,6 +283,9 @@ class Daemon final : public StatusSource {
   UsageMonitor usage_;
   CacheRoot root_;
   Deleter deleter_;
+  // llm-d BlockRemoved events; null when --events-endpoint is empty, so
+  // that no ZeroMQ exists. Declared before evictor_, which it must outlive.
+  std::unique_ptr<BlockEventPublisher> events_;
   Evictor evictor_;
   Crawler crawler_;
   CrawlRunner crawls_;
@@ -330,6 +335,14 @@ int Daemon::run() {
     spdlog::info("serving /metrics, /healthz, /readyz and /debug on port {}",
                  http_.port());
   }
+  if (!settings_.events_endpoint.empty()) {
+    PublisherOptions options;
+    options.endpoint = settings_.events_endpoint;
+    options.cache_root = settings_.cache_root();
+    events_ = std::make_unique<BlockEventPublisher>(std::move(options), clock_);
+    events_->start();  // throws FatalError when it cannot bind
+    evictor_.add_listener(*events_);
+  }
   // Watch before the first crawl, so nothing that happens during it is
   // lost.
   if (watcher_) {
@@ -353,6 +366,9 @@ int Daemon::run() {
 
   if (watcher_) {
     watcher_->stop();
+  }
+  if (events_) {
+    events_->stop();  // sends what is queued; waits at most the linger
   }
   http_.stop();
   spdlog::info("stopped");

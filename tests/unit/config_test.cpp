@@ -129,5 +129,17 @@ TEST(Config, UnknownFlagsAndHelp) {
             std::string::npos);
 }
 
+TEST(Config, EventsEndpointIsOffUnlessGiven) {
+  EXPECT_EQ(parse({}).settings.events_endpoint, "");
+  EXPECT_EQ(
+      parse({"--events-endpoint", "tcp://*:5557"}).settings.events_endpoint,
+      "tcp://*:5557");
+  EXPECT_EQ(parse({}, {{"STORAGE_EVENTS_ENDPOINT", "ipc:///run/e.sock"}})
+                .settings.events_endpoint,
+            "ipc:///run/e.sock");
+  expect_rejected(parse({"--events-endpoint", "udp://x:1"}),
+                  "--events-endpoint", "STORAGE_EVENTS_ENDPOINT", "udp://x:1");
+}
+
 }  // namespace
 }  // namespace pvc
