@@ -57,11 +57,31 @@ constexpr double kWatcherDeadline = 30.0;
 // With events keeping the index current, a full crawl is only a safety net
 // in watch mode, so it runs this many times less often.
 constexpr double kWatchRescanFactor = 12.0;
+// Rescans after lost events that themselves lose events, before deletion
+// stops waiting for a clean one.
+constexpr unsigned kMaxHeldRescans = 3;
 // The SIGUSR1 dump is bounded like the HTTP pages.
 constexpr std::size_t kSignalDumpFiles = 10000;
 // Set to a loop name ("evictor", "crawler") to make its heartbeats be
 // ignored, so tests can see health turn to 503. Not a user setting.
 constexpr const char* kTestStallEnv = "PVC_EVICTOR_TEST_STALL_LOOP";
+// Overrides every loop's health deadline (seconds), so tests need not wait
+// half a minute to see a stall. Not a user setting.
+constexpr const char* kTestDeadlineEnv =
+    "PVC_EVICTOR_TEST_LOOP_DEADLINE_SECONDS";
+
+std::optional<double> test_deadline() {
+  const char* text = std::getenv(kTestDeadlineEnv);
+  if (text == nullptr) {
+    return std::nullopt;
+  }
+  char* end = nullptr;
+  const double v = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(v > 0)) {
+    return std::nullopt;
+  }
+  return v;
+}
 
 // Wakes the main loop early when a stop is requested.
 class Waker {
@@ -224,16 +244,18 @@ class Daemon final : public StatusSource {
         crawler_(index_, clock_, crawl_options(s, group_.valid()), stop_),
         crawls_(crawler_, waker_),
         http_(*this) {
+    const auto test = test_deadline();
     heartbeats_.add("evictor",
-                    std::max(kMainLoopDeadlineFloor, 20 * s.interval_seconds));
-    heartbeats_.add("crawler", kCrawlDeadline);
+                    test.value_or(std::max(kMainLoopDeadlineFloor,
+                                           20 * s.interval_seconds)));
+    heartbeats_.add("crawler", test.value_or(kCrawlDeadline));
     heartbeats_.park("crawler");
     evictor_.set_progress_callback([this] { heartbeats_.beat("evictor"); });
     if (group_.valid()) {
       mode_ = "watch";
       watcher_.emplace(group_, index_, handles_, clock_);
       watcher_->set_wake_callback([this] { heartbeats_.beat("watcher"); });
-      heartbeats_.add("watcher", kWatcherDeadline);
+      heartbeats_.add("watcher", test.value_or(kWatcherDeadline));
       rescan_interval_ *= kWatchRescanFactor;
       crawler_.set_dir_callback([this](int fd, DirId dir) {
         int err = 0;
@@ -302,6 +324,7 @@ class Daemon final : public StatusSource {
   bool rescan_again_ = false;
   bool first_crawl_replayed_ = false;
   bool force_crawl_ = false;
+  unsigned held_rescans_ = 0;
   int root_error_ = 0;
   double last_progress_log_ = 0;
   std::uint64_t last_crawl_dirs_ = 0;
@@ -426,6 +449,9 @@ void Daemon::collect_crawl() {
     std::lock_guard lock(crawl_status_mutex_);
     crawl_status_.have_last = true;
     crawl_status_.last = *done;
+    crawl_status_.skipped_links += done->links;
+    crawl_status_.skipped_foreign += done->foreign;
+    crawl_status_.skipped_errors += done->errors;
     ++(done->complete ? crawl_status_.completed : crawl_status_.stopped);
   }
   if (done->complete && !ready_.exchange(true)) {
@@ -436,13 +462,25 @@ void Daemon::collect_crawl() {
     watcher_->initial_crawl_done();
   }
   if (rescan_pending_) {
-    if (rescan_again_ || !done->complete) {
+    const bool lost_again = rescan_again_ || !done->complete;
+    if (lost_again && ++held_rescans_ < kMaxHeldRescans) {
       rescan_again_ = false;
       force_crawl_ = true;
     } else {
-      rescan_pending_ = false;
+      if (lost_again) {
+        // Events are lost faster than a rescan completes. Holding longer
+        // would let the volume fill; atime is what is left to go by.
+        spdlog::warn(
+            "events keep being lost during rescans ({} in a "
+            "row); deletion resumes with the atime the last "
+            "rescan merged",
+            held_rescans_);
+      } else {
+        spdlog::info("rescan after lost events done; deletion resumes");
+      }
+      rescan_pending_ = rescan_again_ = false;
+      held_rescans_ = 0;
       evictor_.set_hold(false);
-      spdlog::info("rescan after lost events done; deletion resumes");
     }
   }
 }
@@ -655,6 +693,12 @@ bool set_up_watch(const Settings& s, const ProbeFindings& probe,
         reason);
     out.reason = "auto fallback: " + reason;
     return true;
+  }
+  if (const int stop_err = group.stop_directory_events(); stop_err != 0) {
+    spdlog::warn(
+        "watch: cannot stop directory events ({}); the daemon's "
+        "own crawls will pass through the queue",
+        describe_errno(stop_err));
   }
   out.reason = fmt::format("fanotify filesystem mark on {} ({}), level {}",
                            escape_bytes(where), describe(group.fs()),

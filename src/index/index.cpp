@@ -275,9 +275,8 @@ std::size_t Index::dirs_freed_by_removing(DirId dir) const {
   std::size_t n = 0;
   for (DirId d = dir; dir_live(d) && d != root(); d = dirs_[d].parent) {
     const DirEntry& e = dirs_[d];
-    const bool only_child_chain =
-        d == dir ? e.files == 0 && e.subdirs == 0
-                 : e.files == 0 && e.subdirs == 1;
+    const bool only_child_chain = d == dir ? e.files == 0 && e.subdirs == 0
+                                           : e.files == 0 && e.subdirs == 1;
     if ((e.flags & kDirRemovable) == 0 || !only_child_chain) {
       break;
     }

@@ -138,12 +138,13 @@ void render_crawl(PrometheusText& p, const StatusSnapshot& s) {
               ? static_cast<double>(c.last.files) / c.last.seconds
               : 0);
   p.counter("pvc_evictor_crawl_skipped_total",
-            "Entries the last crawl skipped, by reason",
-            static_cast<double>(c.last.links), {{"reason", "link"}});
+            "Entries crawls skipped, by reason",
+            static_cast<double>(c.skipped_links), {{"reason", "link"}});
   p.counter("pvc_evictor_crawl_skipped_total", "",
-            static_cast<double>(c.last.foreign), {{"reason", "other_mount"}});
+            static_cast<double>(c.skipped_foreign),
+            {{"reason", "other_mount"}});
   p.counter("pvc_evictor_crawl_skipped_total", "",
-            static_cast<double>(c.last.errors), {{"reason", "error"}});
+            static_cast<double>(c.skipped_errors), {{"reason", "error"}});
 }
 
 void render_watch(PrometheusText& p, const StatusSnapshot& s) {

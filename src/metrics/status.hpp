@@ -23,6 +23,9 @@ struct CrawlStatus {
   std::uint64_t stopped = 0;
   bool have_last = false;
   CrawlStats last;
+  std::uint64_t skipped_links = 0;  // summed over every crawl
+  std::uint64_t skipped_foreign = 0;
+  std::uint64_t skipped_errors = 0;
 };
 
 struct WatchStatus {

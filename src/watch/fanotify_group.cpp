@@ -210,4 +210,13 @@ std::size_t FanotifyGroup::read(std::span<std::uint8_t> buffer,
   }
 }
 
+int FanotifyGroup::stop_directory_events() {
+  if (::fanotify_mark(fd_.get(), FAN_MARK_REMOVE | FAN_MARK_FILESYSTEM,
+                      FAN_ONDIR, AT_FDCWD, path_.c_str()) != 0) {
+    return errno;
+  }
+  mask_ &= ~static_cast<std::uint64_t>(FAN_ONDIR);
+  return 0;
+}
+
 }  // namespace pvc

@@ -92,6 +92,13 @@ class FanotifyGroup {
   bool events_may_be_incomplete() const { return fs_.events_may_be_incomplete; }
   const std::string& path() const { return path_; }
 
+  // Stops events on directories themselves (FAN_ONDIR). The self-check
+  // needs them; afterwards every opendir of the daemon's own crawl would
+  // queue events only to be dropped, enough on a tree of a million
+  // buckets to overflow the queue. The watcher learns new directories from
+  // the handles in file events instead. Returns 0 or the errno.
+  int stop_directory_events();
+
   // Reads whole queued events into `buffer` (see kReadBufferBytes).
   // Returns the bytes read; 0 with `err` = EAGAIN when the queue is empty,
   // 0 with another errno on failure. Retries EINTR.

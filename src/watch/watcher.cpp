@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include <bit>
+#include <climits>
+#include <cstdio>
+#include <cstring>
 #include <span>
 
 #include "common/escape.hpp"
@@ -33,6 +36,20 @@ constexpr int kBuffersPerWake = 64;
 // Events kept while the first crawl runs. Beyond this the crawl's atime
 // merge is what protects files used during it.
 constexpr std::size_t kMaxKept = 100'000;
+
+// The path the kernel reports for an open descriptor; false for a
+// directory that has been deleted.
+bool fd_path(int fd, std::string& out) {
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink(link, buf, sizeof buf - 1);
+  if (n <= 0) {
+    return false;
+  }
+  out.assign(buf, static_cast<std::size_t>(n));
+  return !out.ends_with(" (deleted)");
+}
 
 TimeNs to_ns(const timespec& ts) {
   return ts.tv_sec * kNsPerSecond + ts.tv_nsec;
@@ -125,26 +142,94 @@ void Watcher::drain() {
       // Events whose records could not be read are events lost.
       overflow_ = true;
     }
-    register_new_dirs(decoded_);
+    resolve_unknown_dirs(decoded_);
     apply(decoded_);
     resolve_lookups();
   }
 }
 
-void Watcher::register_new_dirs(const std::vector<DecodedEvent>& events) {
-  // A writer's mkdir -p and the files it then creates often arrive in one
-  // buffer. Learning the new directories' handles first lets the file
-  // events in the same buffer resolve.
+void Watcher::resolve_unknown_dirs(const std::vector<DecodedEvent>& events) {
+  // A directory the crawl has not recorded (created since, or during the
+  // first crawl) is found from its handle: open_by_handle_at relative to
+  // the root's filesystem, then its path, which must lie beneath the root.
+  const CacheRoot* root = root_.load();
+  if (!lazy_dirs_ || root == nullptr || !root->valid()) {
+    return;
+  }
   for (const DecodedEvent& e : events) {
-    if ((e.mask & FAN_ONDIR) == 0 || (e.mask & kArriveBits) == 0 ||
-        e.pid == own_pid_ || e.name.empty()) {
+    if (e.overflow || e.pid == own_pid_) {
       continue;
     }
-    if (auto parent = handles_.find(e.dir)) {
-      lookups_.push_back({*parent, std::string(e.name), true, false, 0});
+    for (const HandleKey* key : {&e.dir, &e.new_dir}) {
+      if (key->valid() && !handles_.find(*key) &&
+          outside_.find(*key) == outside_.end()) {
+        resolve_dir(*root, *key);
+      }
     }
   }
-  resolve_lookups();
+}
+
+void Watcher::resolve_dir(const CacheRoot& root, const HandleKey& key) {
+  if (key.hashed()) {
+    return;  // only a hash of a long handle is kept; it cannot be opened
+  }
+  struct {
+    file_handle head;
+    std::uint8_t bytes[HandleKey::kInlineBytes];
+  } fh{};
+  fh.head.handle_bytes = key.size;
+  fh.head.handle_type = key.type;
+  std::memcpy(fh.head.f_handle, key.bytes.data(), key.size);
+  const UniqueFd fd(::open_by_handle_at(root.fd(), &fh.head,
+                                        O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    const int err = errno;
+    if (err == EPERM) {
+      lazy_dirs_ = false;
+      spdlog::warn(
+          "watch: {}; events in directories created after a crawl "
+          "are ignored until the next crawl",
+          sys_message("open_by_handle_at", root.path(), err));
+    } else {
+      remember_outside(key);  // gone (ESTALE) or not a directory
+    }
+    return;
+  }
+  std::string root_path;
+  std::string path;
+  if (!fd_path(root.fd(), root_path) || !fd_path(fd.get(), path)) {
+    return;
+  }
+  std::string rel;
+  if (path == root_path) {
+    rel.clear();
+  } else if (path.starts_with(root_path + "/")) {
+    rel = path.substr(root_path.size() + 1);
+  } else {
+    remember_outside(key);  // elsewhere on the same filesystem
+    return;
+  }
+  const DirId dir = index_.with([&](Index& index) {
+    DirId at = index.root();
+    for (std::size_t b = 0; b < rel.size();) {
+      std::size_t e = rel.find('/', b);
+      e = e == std::string::npos ? rel.size() : e;
+      at = index.add_dir(at, std::string_view(rel).substr(b, e - b));
+      b = e + 1;
+    }
+    return at;
+  });
+  handles_.put(key, dir);
+}
+
+void Watcher::remember_outside(const HandleKey& key) {
+  // Bounded: a filesystem shared with other data can name many
+  // directories outside the cache.
+  constexpr std::size_t kMaxOutside = 100'000;
+  if (outside_.size() >= kMaxOutside) {
+    outside_.clear();
+  }
+  outside_.insert(key);
 }
 
 void Watcher::apply(const std::vector<DecodedEvent>& events) {

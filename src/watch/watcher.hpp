@@ -7,7 +7,9 @@
 // creates, renames and deletes change membership. It never reads a data
 // file. Entries it has not seen yet (a temp file renamed into a block, a
 // new bucket directory) are looked up with fstatat or name_to_handle_at
-// after the lock is released.
+// after the lock is released. A directory the crawl has not recorded is
+// found from the handle in the event (open_by_handle_at, which keeps
+// CAP_DAC_READ_SEARCH among the daemon's capabilities).
 //
 // Events the daemon caused itself are dropped by pid. Events for
 // directories outside the cache root (a filesystem mark sees the whole
@@ -19,6 +21,8 @@
 // A queue overflow means events were lost: the watcher counts it, says so
 // once, and raises a flag the daemon answers with a rescan.
 #pragma once
+
+#include <tsl/robin_set.h>
 
 #include <atomic>
 #include <cstdint>
@@ -97,7 +101,9 @@ class Watcher {
 
   void run();
   void drain();
-  void register_new_dirs(const std::vector<DecodedEvent>& events);
+  void resolve_unknown_dirs(const std::vector<DecodedEvent>& events);
+  void resolve_dir(const CacheRoot& root, const HandleKey& key);
+  void remember_outside(const HandleKey& key);
   void replay_kept();
   void apply_one(Index& index, const DecodedEvent& e, DirId dir, TimeNs now);
   void resolve_lookups();
@@ -124,6 +130,9 @@ class Watcher {
   DecodeStats decode_stats_;
   std::vector<Lookup> lookups_;
   std::vector<Kept> kept_;  // only touched on the watcher's thread
+  // Directory handles known to lie outside the cache root (or gone).
+  tsl::robin_set<HandleKey, HandleKeyHash> outside_;
+  bool lazy_dirs_ = true;  // open_by_handle_at works
   WatcherCounters counters_;
 };
 
