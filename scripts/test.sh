@@ -3,7 +3,8 @@
 # tests against the real binary on loop-mounted filesystems (as root), and
 # the deployment checks. This is the command CI runs.
 #
-# Usage: scripts/test.sh [--sanitize address|undefined|thread] [ctest args]
+# Usage: scripts/test.sh [--sanitize address|undefined|thread|address,undefined]
+#                        [ctest args, e.g. -R 'unit|integration.test_crawl']
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +12,9 @@ sanitize=""
 if [[ "${1:-}" == --sanitize ]]; then
   sanitize="${2:?--sanitize needs address, undefined or thread}"
   case "$sanitize" in
-    address|undefined|thread) ;;
-    *) echo "test.sh: --sanitize must be address, undefined or thread" >&2
+    address|undefined|thread|address,undefined|undefined,address) ;;
+    *) echo "test.sh: --sanitize must be address, undefined, thread or" \
+         "address,undefined" >&2
        exit 2 ;;
   esac
   shift 2
@@ -23,8 +25,13 @@ scripts/deps.sh test
 build_dir=build
 cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 if [[ -n "$sanitize" ]]; then
-  build_dir="build-$sanitize"
-  cmake_args+=(-DPVC_SANITIZE="$sanitize")
+  build_dir="build-${sanitize/,/-}"
+  # Sanitized builds are for finding faults, not speed: skip benchmarks.
+  cmake_args+=(-DPVC_SANITIZE="$sanitize" -DPVC_BUILD_BENCH=OFF)
+  # libzmq is not instrumented; its internal races are not ours.
+  export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp ${TSAN_OPTIONS:-}"
+  export ASAN_OPTIONS="detect_leaks=1 ${ASAN_OPTIONS:-}"
+  export UBSAN_OPTIONS="print_stacktrace=1 ${UBSAN_OPTIONS:-}"
 fi
 cmake -S . -B "$build_dir" "${cmake_args[@]}" >/dev/null
 cmake --build "$build_dir" -j"$(nproc)"
