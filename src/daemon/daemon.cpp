@@ -366,6 +366,9 @@ int Daemon::run() {
     events_->start();  // throws FatalError when it cannot bind
     evictor_.add_listener(*events_);
   }
+  // Until the first crawl is complete the index cannot tell what is
+  // oldest across the volume; only an emergency deletes from part of it.
+  evictor_.set_hold(true, "for the first complete crawl");
   // Watch before the first crawl, so nothing that happens during it is
   // lost.
   if (watcher_) {
@@ -408,7 +411,7 @@ void Daemon::check_watcher() {
         "rescan ends");
   }
   rescan_pending_ = true;
-  evictor_.set_hold(true);
+  evictor_.set_hold(true, "for the rescan that follows lost events");
   // A crawl already running may have passed directories where the lost
   // events happened: run another once it ends.
   rescan_again_ = !crawls_.idle();
@@ -456,6 +459,9 @@ void Daemon::collect_crawl() {
   }
   if (done->complete && !ready_.exchange(true)) {
     spdlog::info("index ready: first crawl complete");
+    if (!rescan_pending_) {
+      evictor_.set_hold(false);
+    }
   }
   if (watcher_ && done->complete && !first_crawl_replayed_) {
     first_crawl_replayed_ = true;
@@ -480,7 +486,7 @@ void Daemon::collect_crawl() {
       }
       rescan_pending_ = rescan_again_ = false;
       held_rescans_ = 0;
-      evictor_.set_hold(false);
+      evictor_.set_hold(!ready_, "for the first complete crawl");
     }
   }
 }

@@ -108,9 +108,16 @@ class Evictor {
     on_progress_ = std::move(fn);
   }
 
-  // While held, only an emergency deletes: after lost events the index
-  // may call a file cold that was used, until a rescan merges atime in.
-  void set_hold(bool hold) { hold_ = hold; }
+  // While held, only an emergency deletes. The daemon holds deletion
+  // until the first crawl is complete (a partial index cannot say what is
+  // oldest across the volume) and after lost events (the index may call a
+  // file cold that was used, until a rescan merges atime in). `why` is
+  // logged once when the hold first stops an episode.
+  void set_hold(bool hold, std::string why = {}) {
+    std::lock_guard lock(hold_mutex_);
+    hold_ = hold;
+    hold_why_ = std::move(why);
+  }
 
   // Adds a listener; it must outlive the evictor.
   void add_listener(DeletionListener& listener) {
@@ -173,7 +180,9 @@ class Evictor {
 
   std::vector<DeletionListener*> listeners_;
   std::function<void()> on_progress_;
-  std::atomic<bool> hold_{false};
+  std::mutex hold_mutex_;
+  bool hold_ = false;
+  std::string hold_why_;
   bool hold_logged_ = false;
 
   mutable std::mutex totals_mutex_;

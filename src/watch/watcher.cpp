@@ -175,14 +175,13 @@ void Watcher::resolve_dir(const CacheRoot& root, const HandleKey& key) {
     return;  // only a hash of a long handle is kept; it cannot be opened
   }
   // struct file_handle ends in a flexible array; give it room.
-  alignas(file_handle) std::array<std::uint8_t, sizeof(file_handle) +
-                                                    HandleKey::kInlineBytes>
-      storage{};
+  alignas(file_handle)
+      std::array<std::uint8_t, sizeof(file_handle) + HandleKey::kInlineBytes>
+          storage{};
   auto* fh = reinterpret_cast<file_handle*>(storage.data());
   fh->handle_bytes = key.size;
   fh->handle_type = key.type;
-  std::memcpy(storage.data() + sizeof(file_handle), key.bytes.data(),
-              key.size);
+  std::memcpy(storage.data() + sizeof(file_handle), key.bytes.data(), key.size);
   const UniqueFd fd(
       ::open_by_handle_at(root.fd(), fh, O_PATH | O_DIRECTORY | O_CLOEXEC));
   if (!fd) {
