@@ -372,7 +372,6 @@ int Daemon::run() {
   // Watch before the first crawl, so nothing that happens during it is
   // lost.
   if (watcher_) {
-    watcher_->set_root(&root_);
     watcher_->start();
   }
 
@@ -508,6 +507,9 @@ void Daemon::schedule_crawl() {
     int err = 0;
     root_ = CacheRoot::open(root_path, err);
     deleter_.forget_anchor();
+    if (watcher_ && err == 0) {
+      watcher_->set_root_path(root_path);
+    }
     if (err != root_error_) {
       if (err != 0) {
         spdlog::warn("cache directory: {}; retrying every {:.0f}s",

@@ -302,8 +302,8 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
     for (std::size_t k = 0; k < applied.size(); ++k) {
       const FileSnapshot& v = victims[k];
       const DeleteOutcome& o = applied[k].outcome;
-      if (!index.file_live(v.id)) {
-        continue;
+      if (!index.file_is(v.id, v.ino)) {
+        continue;  // gone, or its id reused, while the batch ran
       }
       switch (o.result) {
         case DeleteResult::kDeleted:

@@ -400,6 +400,10 @@ bool Index::file_live(FileId id) const {
   return id < files_.size() && (files_[id].flags & kLive) != 0;
 }
 
+bool Index::file_is(FileId id, std::uint64_t ino) const {
+  return file_live(id) && files_[id].ino == ino;
+}
+
 void Index::set_last_use(FileId id, TimeNs when, UseSource source) {
   FileEntry& e = files_[id];
   e.last_use = when;

@@ -137,6 +137,8 @@ class Index {
   void close_file(FileId id, TimeNs when);
   void remove_file(FileId id);
   bool file_live(FileId id) const;
+  // Whether `id` still names the file with inode `ino` (ids are reused).
+  bool file_is(FileId id, std::uint64_t ino) const;
   FileSnapshot snapshot(FileId id) const;
   std::string file_name(FileId id) const;
 

@@ -77,20 +77,23 @@ void Watcher::start() {
   thread_ = std::jthread([this] { run(); });
 }
 
+void Watcher::wake() {
+  const std::uint64_t one = 1;
+  [[maybe_unused]] const auto n = ::write(wake_fd_.get(), &one, sizeof one);
+}
+
 void Watcher::stop() {
   if (!thread_.joinable()) {
     return;
   }
   stopping_ = true;
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto n = ::write(wake_fd_.get(), &one, sizeof one);
+  wake();
   thread_.join();
 }
 
 void Watcher::initial_crawl_done() {
   replay_requested_ = true;
-  const std::uint64_t one = 1;
-  [[maybe_unused]] const auto n = ::write(wake_fd_.get(), &one, sizeof one);
+  wake();
 }
 
 void Watcher::run() {
@@ -114,6 +117,16 @@ void Watcher::run() {
       std::uint64_t count = 0;
       [[maybe_unused]] const auto r =
           ::read(wake_fd_.get(), &count, sizeof count);
+    }
+    if (reopen_root_.exchange(false)) {
+      std::string path;
+      {
+        std::lock_guard lock(root_mutex_);
+        path = root_path_;
+      }
+      int err = 0;
+      root_ = CacheRoot::open(path, err);
+      outside_.clear();
     }
     if (replay_requested_.exchange(false)) {
       replay_kept();
@@ -153,8 +166,8 @@ void Watcher::resolve_unknown_dirs(const std::vector<DecodedEvent>& events) {
   // A directory the crawl has not recorded (created since, or during the
   // first crawl) is found from its handle: open_by_handle_at relative to
   // the root's filesystem, then its path, which must lie beneath the root.
-  const CacheRoot* root = root_.load();
-  if (!lazy_dirs_ || root == nullptr || !root->valid()) {
+  const CacheRoot* root = &root_;
+  if (!lazy_dirs_ || !root->valid()) {
     return;
   }
   for (const DecodedEvent& e : events) {
@@ -343,8 +356,8 @@ void Watcher::apply_one(Index& index, const DecodedEvent& e, DirId dir,
 }
 
 void Watcher::resolve_lookups() {
-  const CacheRoot* root = root_.load();
-  if (lookups_.empty() || root == nullptr || !root->valid()) {
+  const CacheRoot* root = &root_;
+  if (lookups_.empty() || !root->valid()) {
     lookups_.clear();
     return;
   }

@@ -58,9 +58,18 @@ class Watcher {
   Watcher(const Watcher&) = delete;
   Watcher& operator=(const Watcher&) = delete;
 
-  // The root the watcher resolves new entries beneath. Set before start()
-  // and whenever the daemon reopens the root; only read on the thread.
-  void set_root(const CacheRoot* root) { root_.store(root); }
+  // The root the watcher resolves new entries beneath. The watcher opens
+  // its own descriptor of it on its own thread, so the daemon can reopen
+  // its root (deleted and recreated) without sharing one across threads.
+  // Call before start() and whenever the daemon reopens the root.
+  void set_root_path(std::string path) {
+    {
+      std::lock_guard lock(root_mutex_);
+      root_path_ = std::move(path);
+    }
+    reopen_root_ = true;
+    wake();
+  }
 
   // Called on the watcher's thread every time it wakes (at least once a
   // second), for the health endpoint.
@@ -100,6 +109,7 @@ class Watcher {
   };
 
   void run();
+  void wake();
   void drain();
   void resolve_unknown_dirs(const std::vector<DecodedEvent>& events);
   void resolve_dir(const CacheRoot& root, const HandleKey& key);
@@ -113,7 +123,10 @@ class Watcher {
   SharedIndex& index_;
   DirHandles& handles_;
   const Clock& clock_;
-  std::atomic<const CacheRoot*> root_{nullptr};
+  std::mutex root_mutex_;
+  std::string root_path_;
+  std::atomic<bool> reopen_root_{false};
+  CacheRoot root_;  // only used on the watcher's thread
   const int own_pid_;
   UniqueFd wake_fd_;
   std::jthread thread_;
