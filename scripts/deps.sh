@@ -14,7 +14,7 @@ build_packages=(
 test_packages=(
   python3 e2fsprogs util-linux mount libcap2-bin
   python3-prometheus-client python3-zmq python3-msgpack
-  shellcheck yamllint clang libclang-rt-14-dev
+  shellcheck yamllint clang libclang-rt-14-dev faketime
 )
 
 wanted=("${build_packages[@]}")

@@ -13,8 +13,14 @@ using TimeNs = std::int64_t;
 
 constexpr TimeNs kNsPerSecond = 1'000'000'000;
 
+// Saturates: durations from settings can be absurdly long ("never"), and
+// converting those must not overflow.
 inline TimeNs seconds_to_ns(double seconds) {
-  return static_cast<TimeNs>(seconds * static_cast<double>(kNsPerSecond));
+  constexpr double kMaxNs = 4e18;  // about 126 years, well inside int64
+  const double ns = seconds * static_cast<double>(kNsPerSecond);
+  return ns >= kMaxNs ? static_cast<TimeNs>(kMaxNs)
+         : ns <= -kMaxNs ? -static_cast<TimeNs>(kMaxNs)
+                         : static_cast<TimeNs>(ns);
 }
 
 inline double ns_to_seconds(TimeNs ns) {
@@ -50,6 +56,12 @@ class ManualClock final : public Clock {
 
 // Monotonic seconds, for durations and deadlines that must not jump when
 // the wall clock is set.
+inline TimeNs monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 inline double monotonic_seconds() {
   return std::chrono::duration<double>(
              std::chrono::steady_clock::now().time_since_epoch())

@@ -134,7 +134,9 @@ auto boolean(bool Settings::*field) {
 }
 
 std::vector<Option> options() {
-  constexpr double kNoMax = 1e12;
+  // Durations above this are "never" for any purpose and stay clear of
+  // overflow when converted to nanoseconds.
+  constexpr double kNoMax = 1e9;
   return {
       {"--mount-path", "PVC_MOUNT_PATH",
        "where the volume is mounted (default /kv-cache)",

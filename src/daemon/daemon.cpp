@@ -494,6 +494,11 @@ void Daemon::schedule_crawl() {
   if (!crawls_.idle()) {
     return;
   }
+  // A root renamed away or replaced is reopened at once (two stat calls a
+  // poll); until then the deleter refuses to work in the old tree.
+  if (root_.valid() && root_.stale()) {
+    force_crawl_ = true;
+  }
   const double now = monotonic_seconds();
   const bool due = force_crawl_ ||
                    now - crawls_.started() >= rescan_interval_ ||

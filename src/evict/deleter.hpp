@@ -76,11 +76,19 @@ class Deleter {
   // Whether the open-file check (write leases) is in use.
   bool leases_work() const { return leases_ != Leases::kUnavailable; }
 
-  // Drops the cached directory descriptor (the root was reopened).
+  // Drops the directory descriptor kept for consecutive victims in one
+  // directory. Called at the end of every batch: a descriptor follows its
+  // directory when it is renamed, even out of the cache root, so none is
+  // kept from one batch to the next.
   void forget_anchor() {
     anchor_fd_.reset();
     anchor_path_.clear();
   }
+
+  // False (and nothing may be deleted) when the root this deleter holds is
+  // no longer the directory at the cache root's path: renamed away, or
+  // deleted and recreated.
+  bool root_current() const { return root_.valid() && !root_.stale(); }
 
  private:
   int anchor(std::string_view dir_path, int& err);

@@ -114,7 +114,7 @@ Usage Evictor::adjust_for_dry_run(Usage u) const {
 }
 
 void Evictor::take_empty_dirs() {
-  const TimeNs retry_at = clock_.now() + config_.dir_grace;
+  const TimeNs retry_at = monotonic_ns() + config_.dir_grace;
   for (const DirId dir :
        index_.with([](Index& i) { return i.take_empty_dirs(); })) {
     if (waiting_set_.insert(dir).second) {
@@ -160,16 +160,17 @@ void Evictor::warn_if_inodes_unwatched(const Usage& u) {
 
 void Evictor::log_usage(const Usage& u, bool force) {
   const TimeNs now = clock_.now();
+  const TimeNs mono = monotonic_ns();
   const double percent = u.byte_percent();
   // Every check is logged during an episode; while idle, a line per
   // interval or when usage moved by a point, so that log scrapers keep a
   // time series without the log growing by a line every half second.
-  const bool due = now - last_usage_log_ >= config_.usage_log_interval;
+  const bool due = mono - last_usage_log_ >= config_.usage_log_interval;
   const bool moved = std::abs(percent - last_logged_percent_) >= 1.0;
   if (!force && !due && !moved) {
     return;
   }
-  last_usage_log_ = now;
+  last_usage_log_ = mono;
   last_logged_percent_ = percent;
   spdlog::info("CACHE_PERCENT_LOG:{:.3f},{:.2f},{}", unix_seconds(now), percent,
                usage_.budgeted() ? "budget" : "statvfs");
@@ -242,7 +243,7 @@ void Evictor::run_episode(Usage u) {
     }
     hold_logged_ = false;
     VictimQuery q;
-    q.now = now;
+    q.now = monotonic_ns();  // deferrals are kept on the monotonic clock
     q.cold_before = now - config_.hot_window;
     q.allow_hot = emergency;
     q.max_files = config_.batch_size;
@@ -259,9 +260,13 @@ void Evictor::run_episode(Usage u) {
       note_nothing_deletable(u, skips);
       return;
     }
+    batch_stopped_ = false;
     const std::size_t deleted = delete_batch(
         victims, emergency ? std::numeric_limits<TimeNs>::max() : q.cold_before,
         emergency ? DeleteReason::kEmergency : DeleteReason::kAge);
+    if (batch_stopped_) {
+      return;  // a volume-wide fault; the next poll tries again
+    }
 
     if (on_progress_) {
       on_progress_();
@@ -288,13 +293,52 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
     FileId id;
     DeleteOutcome outcome;
   };
+  // The index's paths are relative to the root; if the directory at the
+  // root's path is no longer the one held, they would resolve in a tree
+  // that has moved (perhaps out of the cache). The daemon reopens the
+  // root and rescans.
+  if (!deleter_.root_current()) {
+    if (!root_warned_) {
+      root_warned_ = true;
+      spdlog::warn("the cache root was renamed, deleted or replaced; "
+                   "deletion waits until it is reopened and rescanned");
+    }
+    rescan_requested_ = true;
+    batch_stopped_ = true;
+    return 0;
+  }
+  root_warned_ = false;
   std::vector<Applied> applied;
   applied.reserve(victims.size());
   for (const FileSnapshot& v : victims) {
     applied.push_back({v.id, deleter_.remove_file(v, cold_before)});
+    if (applied.back().outcome.error == EROFS) {
+      break;  // the whole volume refuses: see below
+    }
+  }
+  deleter_.forget_anchor();
+  const bool read_only =
+      !applied.empty() &&
+      applied.back().outcome.result == DeleteResult::kFailed &&
+      applied.back().outcome.error == EROFS;
+  if (read_only) {
+    // A read-only volume is one fault, not one per file: say it once, do
+    // not defer the files, and try again on the next poll.
+    if (!read_only_warned_) {
+      read_only_warned_ = true;
+      spdlog::warn("the volume is read-only ({}); deletion retries every "
+                   "poll",
+                   describe_errno(EROFS));
+    }
+    applied.pop_back();
+    batch_stopped_ = true;
+  } else if (read_only_warned_ && !applied.empty()) {
+    read_only_warned_ = false;
+    spdlog::info("the volume is writable again");
   }
 
   const TimeNs now = clock_.now();
+  const TimeNs mono = monotonic_ns();
   std::size_t deleted = 0;
   std::uint64_t bytes = 0;
   std::size_t hot = 0;
@@ -324,10 +368,10 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
         case DeleteResult::kOpen:
           // Open is transient; look again soon, not in this episode's
           // next batch.
-          index.defer_file(v.id, now + kOpenRetry);
+          index.defer_file(v.id, mono + kOpenRetry);
           break;
         case DeleteResult::kFailed:
-          index.defer_file(v.id, now + config_.retry_after_failure);
+          index.defer_file(v.id, mono + config_.retry_after_failure);
           break;
       }
     }
@@ -453,10 +497,10 @@ EvictorTotals Evictor::totals() const {
 
 void Evictor::reclaim_temps() {
   const TimeNs now = clock_.now();
-  if (config_.temp_max_age == 0 || now < next_temp_sweep_) {
+  if (config_.temp_max_age == 0 || monotonic_ns() < next_temp_sweep_) {
     return;
   }
-  next_temp_sweep_ = now + kTempSweepPeriod;
+  next_temp_sweep_ = monotonic_ns() + kTempSweepPeriod;
   const TimeNs before = now - config_.temp_max_age;
   const auto orphans = index_.with(
       [&](Index& i) { return i.stale_temps(before, kHousekeepingPerStep); });
@@ -477,12 +521,13 @@ void Evictor::clean_dirs() {
   }
   take_empty_dirs();
   const TimeNs now = clock_.now();
+  const TimeNs mono = monotonic_ns();
   std::size_t handled = 0;
   std::size_t removed = 0;
   std::vector<WaitingDir> still_waiting;
   tsl::robin_map<DirId, TimeNs> parents;  // dir -> when we changed it
   for (const WaitingDir& w : waiting_dirs_) {
-    if (w.retry_at > now || handled >= kHousekeepingPerStep) {
+    if (w.retry_at > mono || handled >= kHousekeepingPerStep) {
       still_waiting.push_back(w);
       continue;
     }
@@ -503,7 +548,7 @@ void Evictor::clean_dirs() {
         deleter_.remove_dir(rel, now - config_.dir_grace, w.ours_at);
     if (r.error == EAGAIN) {
       still_waiting.push_back(
-          {w.dir, now + config_.dir_grace / 4 + 1, w.ours_at});
+          {w.dir, mono + config_.dir_grace / 4 + 1, w.ours_at});
       continue;
     }
     waiting_set_.erase(w.dir);
@@ -522,13 +567,14 @@ void Evictor::clean_dirs() {
                     sys_message("unlinkat", rel, r.error));
     }
   }
+  deleter_.forget_anchor();
   waiting_dirs_ = std::move(still_waiting);
   // The index queued the emptied parents; carry the "our change" times.
   take_empty_dirs();
   if (!parents.empty()) {
     for (WaitingDir& w : waiting_dirs_) {
       if (auto it = parents.find(w.dir); it != parents.end()) {
-        w.retry_at = now;
+        w.retry_at = mono;
         w.ours_at = it->second;
       }
     }

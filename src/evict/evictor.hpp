@@ -171,6 +171,9 @@ class Evictor {
   double last_logged_percent_ = -1;
   int last_usage_error_ = 0;
   bool inode_warning_given_ = false;
+  bool root_warned_ = false;
+  bool read_only_warned_ = false;
+  bool batch_stopped_ = false;  // the last batch hit a volume-wide fault
   TimeNs next_temp_sweep_ = 0;
   std::atomic<bool> rescan_requested_{false};
   // A dry run deletes nothing, so what it would have freed is subtracted

@@ -78,8 +78,8 @@ struct FileSnapshot {
 
 // What select_victims() should take.
 struct VictimQuery {
-  TimeNs now = 0;
-  TimeNs cold_before = 0;  // files used after this are hot
+  TimeNs now = 0;          // monotonic, compared with deferrals
+  TimeNs cold_before = 0;  // wall clock: files used after this are hot
   bool allow_hot = false;  // emergency: hot files may go, oldest first
   std::size_t max_files = 0;
   std::uint64_t max_bytes = 0;  // stop once this many bytes are chosen
@@ -142,7 +142,7 @@ class Index {
   FileSnapshot snapshot(FileId id) const;
   std::string file_name(FileId id) const;
 
-  // Delete failed: leave the file alone until `retry_at`.
+  // Delete failed: leave the file alone until `retry_at` (monotonic).
   void defer_file(FileId id, TimeNs retry_at);
 
   // --- age order ----------------------------------------------------------
