@@ -11,6 +11,10 @@ namespace {
 constexpr std::uint64_t kBytesPerBlock = 512;
 constexpr std::size_t kInlineDirName = 16;
 constexpr std::uint8_t kMaxDepth = UINT8_MAX;
+constexpr float kDirSetLoad = 0.8F;
+// A pending list this long (a first crawl) is given back after the merge;
+// shorter ones keep their capacity for the next crawl.
+constexpr std::size_t kKeepPendingCapacity = 1U << 16U;
 
 // File entry flags.
 constexpr std::uint8_t kLive = 1U << 0U;
@@ -114,16 +118,14 @@ struct Index::DirKey {
 struct Index::FileHash {
   using is_transparent = void;
   const Index* index;
-  std::size_t operator()(FileId id) const {
-    return index->key_of(index->files_[id]).digest();
-  }
+  std::size_t operator()(FileId id) const { return index->key_of(id).digest(); }
   std::size_t operator()(const FileKey& key) const { return key.digest(); }
 };
 
 struct Index::FileEq {
   using is_transparent = void;
   const Index* index;
-  FileKey key(FileId id) const { return index->key_of(index->files_[id]); }
+  FileKey key(FileId id) const { return index->key_of(id); }
   bool operator()(FileId a, FileId b) const { return a == b; }
   bool operator()(FileId a, const FileKey& b) const { return key(a) == b; }
   bool operator()(const FileKey& a, FileId b) const { return a == key(b); }
@@ -152,9 +154,13 @@ struct Index::DirEq {
 Index::Index()
     : file_set_(std::make_unique<FileSet>(0, FileHash{this}, FileEq{this})),
       dir_set_(std::make_unique<DirSet>(0, DirHash{this}, DirEq{this})) {
-  DirEntry root;
-  root.flags = kDirLive;
-  dirs_.push_back(root);
+  // Directory lookups come from crawls and directory events, far fewer
+  // than file lookups, and most directories hold one or two files: a
+  // fuller table saves about 8 bytes per file at the cost of a probe or
+  // two. The file set keeps the default, because every event looks up a
+  // file and each probe there reads an entry.
+  dir_set_->max_load_factor(kDirSetLoad);
+  dirs_.emplace_back().flags = kDirLive;
   live_dirs_ = 1;
 }
 
@@ -300,11 +306,11 @@ std::vector<DirId> Index::take_empty_dirs() {
 
 // --- files -----------------------------------------------------------------
 
-Index::FileKey Index::key_of(const FileEntry& e) const {
+Index::FileKey Index::key_of(FileId id) const {
+  const FileEntry& e = files_[id];
   if ((e.flags & kPackedName) != 0) {
     return {e.dir, true, e.hash, {}};
   }
-  const auto id = static_cast<FileId>(&e - files_.data());
   return {e.dir, false, 0, long_name(id)};
 }
 
@@ -578,6 +584,9 @@ void Index::settle() {
     link_before(id, cursor);
   }
   pending_.clear();
+  if (pending_.capacity() > kKeepPendingCapacity) {
+    pending_.shrink_to_fit();
+  }
 }
 
 std::vector<FileSnapshot> Index::select_victims(const VictimQuery& q,

@@ -186,7 +186,7 @@ class Index {
   using FileSet = tsl::robin_set<FileId, FileHash, FileEq>;
   using DirSet = tsl::robin_set<DirId, DirHash, DirEq>;
 
-  FileKey key_of(const FileEntry& e) const;
+  FileKey key_of(FileId id) const;
   std::string_view long_name(FileId id) const;
 
   FileId alloc_file();

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/unique_fd.hpp"
+#include "watch/dir_handles.hpp"
 #include "watch/fanotify_group.hpp"
 #include "watch/fs_kind.hpp"
 #include "watch/handle_key.hpp"
@@ -125,6 +126,46 @@ TEST(WatchHandleKey, LongHandlesKeepPrefixLengthAndHash) {
   h[100] ^= 1;
   EXPECT_NE(k, HandleKey::make(1, 1, h, sizeof(h)));
   EXPECT_FALSE(HandleKey::make(1, 1, h, HandleKey::kInlineBytes).hashed());
+}
+
+TEST(WatchDirHandles, EveryKindOfKeyRoundTripsWithoutConfusion) {
+  DirHandles handles;
+  const auto key = [](std::uint64_t fsid, std::int32_t type, std::uint32_t ino,
+                      std::size_t size) {
+    std::uint8_t h[40] = {};
+    std::memcpy(h, &ino, sizeof(ino));
+    return HandleKey::make(fsid, type, h, size);
+  };
+  // Compact keys (the first fsid, short handles) for many directories.
+  for (std::uint32_t ino = 1; ino <= 20000; ++ino) {
+    handles.put(key(7, 1, ino, 8), ino);
+  }
+  // The same bytes under another fsid, a wide type, a longer length, and
+  // a handle too long to store inline: each a different directory.
+  handles.put(key(8, 1, 5, 8), 100005);
+  handles.put(key(7, 0x10001, 5, 8), 200005);
+  handles.put(key(7, 1, 5, 12), 300005);
+  handles.put(key(7, 1, 5, 40), 400005);
+
+  EXPECT_EQ(handles.size(), 20004U);
+  EXPECT_EQ(handles.find(key(7, 1, 5, 8)), 5U);
+  EXPECT_EQ(handles.find(key(7, 1, 19999, 8)), 19999U);
+  EXPECT_EQ(handles.find(key(8, 1, 5, 8)), 100005U);
+  EXPECT_EQ(handles.find(key(7, 0x10001, 5, 8)), 200005U);
+  EXPECT_EQ(handles.find(key(7, 1, 5, 12)), 300005U);
+  EXPECT_EQ(handles.find(key(7, 1, 5, 40)), 400005U);
+  EXPECT_FALSE(handles.find(key(7, 2, 5, 8)));
+  EXPECT_FALSE(handles.find(key(7, 1, 20001, 8)));
+
+  handles.erase(key(7, 1, 5, 8));
+  handles.erase(key(8, 1, 5, 8));
+  EXPECT_FALSE(handles.find(key(7, 1, 5, 8)));
+  EXPECT_FALSE(handles.find(key(8, 1, 5, 8)));
+  EXPECT_EQ(handles.find(key(7, 1, 5, 12)), 300005U);
+  EXPECT_EQ(handles.size(), 20002U);
+  // 20000 compact keys at 80 % load: 32768 buckets of 24 bytes, not the
+  // 128-byte buckets whole keys would take.
+  EXPECT_LT(handles.memory_bytes(), 32768U * 24 + 4096U * 64);
 }
 
 TEST(WatchFsKind, NamesAndTrust) {
