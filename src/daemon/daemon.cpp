@@ -41,6 +41,12 @@
 namespace pvc {
 namespace {
 
+// The cache root as CacheRoot opens it: the cache directory beneath the
+// mount path, reached without links.
+RootLocation root_location(const Settings& s) {
+  return {s.mount_path, s.cache_dir};
+}
+
 // How often a running crawl reports its progress.
 constexpr double kCrawlProgressSeconds = 10.0;
 // A rescan asked for by an episode waits at least this long after the last
@@ -361,7 +367,7 @@ int Daemon::run() {
   if (!settings_.events_endpoint.empty()) {
     PublisherOptions options;
     options.endpoint = settings_.events_endpoint;
-    options.cache_root = settings_.cache_root();
+    options.cache_root = root_location(settings_);
     events_ = std::make_unique<BlockEventPublisher>(std::move(options), clock_);
     events_->start();  // throws FatalError when it cannot bind
     evictor_.add_listener(*events_);
@@ -507,16 +513,27 @@ void Daemon::schedule_crawl() {
   if (!due) {
     return;
   }
-  const std::string root_path = settings_.cache_root();
+  const RootLocation where = root_location(settings_);
+  const std::string root_path = where.path();
   if (!root_.valid() || root_.stale()) {
     int err = 0;
-    root_ = CacheRoot::open(root_path, err);
+    root_ = CacheRoot::open(where, err);
     deleter_.forget_anchor();
     if (watcher_ && err == 0) {
-      watcher_->set_root_path(root_path);
+      watcher_->set_root(where);
     }
     if (err != root_error_) {
-      if (err != 0) {
+      if (err == ELOOP || err == EXDEV) {
+        spdlog::error(
+            "cache directory {} ({}): {}; nothing is crawled or deleted "
+            "until it is a plain directory on the volume; retrying every "
+            "{:.0f}s",
+            escape_bytes(root_path), "--cache-dir, CACHE_DIRECTORY",
+            err == ELOOP ? "it is, or passes through, a symbolic link"
+                         : "it is on another filesystem or mount than "
+                           "--mount-path",
+            settings_.rescan_interval_seconds);
+      } else if (err != 0) {
         spdlog::warn("cache directory: {}; retrying every {:.0f}s",
                      sys_message("open", root_path, err),
                      settings_.rescan_interval_seconds);
@@ -676,13 +693,10 @@ bool set_up_watch(const Settings& s, const ProbeFindings& probe,
         probe.fanotify_reason);
     return true;
   }
-  // The mark covers the whole filesystem; the cache root may not exist
-  // yet, the mount path does.
-  struct stat st {};
-  const std::string root = s.cache_root();
-  const std::string where =
-      ::stat(root.c_str(), &st) == 0 && S_ISDIR(st.st_mode) ? root
-                                                            : s.mount_path;
+  // The mark covers the whole filesystem, which is the mount path's: the
+  // cache root may not exist yet, and is used only when it is on the same
+  // mount (CacheRoot), so a link there cannot move the mark elsewhere.
+  const std::string& where = s.mount_path;
   int err = 0;
   std::string detail;
   FanotifyGroup group = FanotifyGroup::open(where, err, detail);

@@ -182,21 +182,19 @@ ModelNameRead read_model_name(const CacheRoot& root,
   return parse_config(text);
 }
 
-ModelNames::ModelNames(std::string root_path, const Clock& clock,
+ModelNames::ModelNames(RootLocation root, const Clock& clock,
                        TimeNs retry_after)
-    : root_path_(std::move(root_path)),
-      clock_(clock),
-      retry_after_(retry_after) {}
+    : root_where_(std::move(root)), clock_(clock), retry_after_(retry_after) {}
 
 ModelNameRead ModelNames::read(std::string_view config_dir) {
   ++reads_;
   if (!root_.valid() || root_.stale()) {
     int err = 0;
-    root_ = CacheRoot::open(root_path_, err);
+    root_ = CacheRoot::open(root_where_, err);
     if (!root_.valid()) {
       if (err != root_error_) {
         spdlog::warn("events: {}; model names cannot be read until it can",
-                     sys_message("open", root_path_, err));
+                     sys_message("open", root_where_.path(), err));
         root_error_ = err;
       }
       return from_errno(err);

@@ -88,7 +88,7 @@ class ModelNames {
 
   // `root_path` is the cache root; it is opened on first use and reopened
   // when it was removed or replaced.
-  ModelNames(std::string root_path, const Clock& clock,
+  ModelNames(RootLocation root, const Clock& clock,
              TimeNs retry_after = 30 * kNsPerSecond);
 
   // The model name of the config directory `config_dir` (as given by
@@ -108,7 +108,7 @@ class ModelNames {
 
   ModelNameRead read(std::string_view config_dir);
 
-  std::string root_path_;
+  RootLocation root_where_;
   const Clock& clock_;
   TimeNs retry_after_;
   CacheRoot root_;

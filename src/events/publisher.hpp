@@ -65,10 +65,10 @@ class socket_t;
 namespace pvc {
 
 struct PublisherOptions {
-  std::string endpoint;    // ZeroMQ endpoint to bind, e.g. "tcp://*:5557"
-  std::string cache_root;  // where rank and config directories live
-  int send_hwm = 10000;    // ZMQ_SNDHWM, messages per subscriber
-  int linger_ms = 100;     // ZMQ_LINGER at close
+  std::string endpoint;     // ZeroMQ endpoint to bind, e.g. "tcp://*:5557"
+  RootLocation cache_root;  // where rank and config directories live
+  int send_hwm = 10000;     // ZMQ_SNDHWM, messages per subscriber
+  int linger_ms = 100;      // ZMQ_LINGER at close
   std::size_t max_queued_blocks = 100000;  // ~1 MB of hashes
   TimeNs name_retry = 30 * kNsPerSecond;   // unreadable config.json
 };

@@ -232,12 +232,13 @@ void Evictor::run_episode(Usage u) {
     }
     const TimeNs now = clock_.now();
     const bool emergency = trigger_.emergency(u);
-    if (hold_ && !emergency) {
+    if (auto why = held(); why && !emergency) {
       if (!hold_logged_) {
         hold_logged_ = true;
         spdlog::info(
-            "deletion waits for the rescan that follows lost "
-            "events (unless usage reaches the emergency threshold)");
+            "deletion waits {} (unless usage reaches the emergency "
+            "threshold)",
+            *why);
       }
       return;
     }
@@ -300,8 +301,9 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
   if (!deleter_.root_current()) {
     if (!root_warned_) {
       root_warned_ = true;
-      spdlog::warn("the cache root was renamed, deleted or replaced; "
-                   "deletion waits until it is reopened and rescanned");
+      spdlog::warn(
+          "the cache root was renamed, deleted or replaced; "
+          "deletion waits until it is reopened and rescanned");
     }
     rescan_requested_ = true;
     batch_stopped_ = true;
@@ -326,9 +328,10 @@ std::size_t Evictor::delete_batch(const std::vector<FileSnapshot>& victims,
     // not defer the files, and try again on the next poll.
     if (!read_only_warned_) {
       read_only_warned_ = true;
-      spdlog::warn("the volume is read-only ({}); deletion retries every "
-                   "poll",
-                   describe_errno(EROFS));
+      spdlog::warn(
+          "the volume is read-only ({}); deletion retries every "
+          "poll",
+          describe_errno(EROFS));
     }
     applied.pop_back();
     batch_stopped_ = true;

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -183,6 +184,12 @@ class Evictor {
 
   std::vector<DeletionListener*> listeners_;
   std::function<void()> on_progress_;
+  // Why deletion is held, or nothing when it is not.
+  std::optional<std::string> held() {
+    std::lock_guard lock(hold_mutex_);
+    return hold_ ? std::optional<std::string>(hold_why_) : std::nullopt;
+  }
+
   std::mutex hold_mutex_;
   bool hold_ = false;
   std::string hold_why_;

@@ -45,11 +45,39 @@ int sys_openat2(int dirfd, const char* path, int flags, int& err) {
   return static_cast<int>(fd);
 }
 
+// Whether some prefix of where.below is a symbolic link.
+bool has_link(const RootLocation& where) {
+  std::string path = where.base;
+  std::size_t start = 0;
+  while (start <= where.below.size()) {
+    std::size_t end = where.below.find('/', start);
+    if (end == std::string::npos) {
+      end = where.below.size();
+    }
+    path += '/';
+    path.append(where.below, start, end - start);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+      return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
 }  // namespace
 
-CacheRoot CacheRoot::open(const std::string& path, int& err) {
+std::string RootLocation::path() const {
+  if (below.empty()) {
+    return base;
+  }
+  return base.ends_with('/') ? base + below : base + "/" + below;
+}
+
+CacheRoot CacheRoot::open(const RootLocation& where, int& err) {
+  // The base first, as any program opens a path it is given.
   CacheRoot root;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int fd = ::open(where.base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     err = errno;
     return root;
@@ -62,13 +90,35 @@ CacheRoot CacheRoot::open(const std::string& path, int& err) {
   }
   root.dev_ = st.st_dev;
   root.ino_ = st.st_ino;
-  root.path_ = path;
+  root.path_ = where.path();
   struct statx stx {};
   if (::statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) == 0 &&
       (stx.stx_mask & STATX_MNT_ID) != 0) {
     root.mnt_id_ = stx.stx_mnt_id;
   }
   err = 0;
+  if (where.below.empty()) {
+    return root;
+  }
+
+  // Then the cache directory beneath it, by the same rules as every path
+  // below the root; the result is the root, on the base's mount.
+  UniqueFd below = root.open_dir(where.below, /*for_reading=*/true, err);
+  if (!below) {
+    // A mount crossing is EXDEV. A link is ELOOP or, as the last
+    // component of a directory open, ENOTDIR: tell the two apart, because
+    // a link is a different mistake from a file where a directory belongs.
+    if (err == ENOTDIR && has_link(where)) {
+      err = ELOOP;
+    }
+    return {};
+  }
+  if (::fstat(below.get(), &st) != 0) {
+    err = errno;
+    return {};
+  }
+  root.fd_ = std::move(below);
+  root.ino_ = st.st_ino;
   return root;
 }
 

@@ -6,6 +6,11 @@
 // operation outside it. Kernels without openat2 get an equivalent walk, one
 // component at a time with O_NOFOLLOW and a device check. Data files are
 // never opened; directories are opened with O_NOATIME where permitted.
+//
+// The root itself is reached the same way from the mount path: the cache
+// directory setting names a directory inside the volume, and a link there
+// (or a mount of something else) would turn "delete the coldest files of
+// this volume" into deleting files of another one.
 #pragma once
 
 #include <sys/types.h>
@@ -18,11 +23,28 @@
 
 namespace pvc {
 
+// Where the cache root is: `base`, a directory the operator names (the
+// mount path; a link in it is the operator's choice), and `below`, a
+// relative path inside it that is reached without following any link and
+// without leaving base's mount.
+struct RootLocation {
+  std::string base;
+  std::string below;  // "" when the root is base itself
+
+  // base/below, for messages and for noticing a replaced root.
+  std::string path() const;
+};
+
 class CacheRoot {
  public:
-  // Opens `path` (which must be a directory). Returns an invalid root and
-  // sets `err` when it cannot.
-  static CacheRoot open(const std::string& path, int& err);
+  // Opens the root at `where`. Returns an invalid root and sets `err` when
+  // it cannot: ELOOP when `below` is or passes through a symbolic link,
+  // EXDEV when it leaves base's mount, ENOTDIR when it is not a directory.
+  static CacheRoot open(const RootLocation& where, int& err);
+  // A root that is `path` itself (tests, benchmarks).
+  static CacheRoot open(const std::string& path, int& err) {
+    return open(RootLocation{path, ""}, err);
+  }
 
   CacheRoot() = default;
   bool valid() const { return fd_.valid(); }

@@ -119,13 +119,13 @@ void Watcher::run() {
           ::read(wake_fd_.get(), &count, sizeof count);
     }
     if (reopen_root_.exchange(false)) {
-      std::string path;
+      RootLocation where;
       {
         std::lock_guard lock(root_mutex_);
-        path = root_path_;
+        where = root_where_;
       }
       int err = 0;
-      root_ = CacheRoot::open(path, err);
+      root_ = CacheRoot::open(where, err);
       outside_.clear();
     }
     if (replay_requested_.exchange(false)) {

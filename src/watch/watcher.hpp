@@ -62,10 +62,10 @@ class Watcher {
   // its own descriptor of it on its own thread, so the daemon can reopen
   // its root (deleted and recreated) without sharing one across threads.
   // Call before start() and whenever the daemon reopens the root.
-  void set_root_path(std::string path) {
+  void set_root(RootLocation where) {
     {
       std::lock_guard lock(root_mutex_);
-      root_path_ = std::move(path);
+      root_where_ = std::move(where);
     }
     reopen_root_ = true;
     wake();
@@ -124,7 +124,7 @@ class Watcher {
   DirHandles& handles_;
   const Clock& clock_;
   std::mutex root_mutex_;
-  std::string root_path_;
+  RootLocation root_where_;
   std::atomic<bool> reopen_root_{false};
   CacheRoot root_;  // only used on the watcher's thread
   const int own_pid_;

@@ -225,6 +225,63 @@ class HostileTreeTest(HardeningTestCase):
             self.assert_at_target(fs.path, d)
 
 
+class CacheDirLinkTest(HardeningTestCase):
+    """The cache directory setting itself names a link or another mount:
+    the daemon must not treat what lies behind it as this volume's cache.
+    Usage is over cleanup the whole time, so following the link would
+    delete the outside blocks at once."""
+
+    def run_refused(self, fs, cache_dir: str, outside: str, why: str):
+        before = snapshot(outside)
+        with self.daemon(fs.path, cache_dir=cache_dir) as d:
+            d.wait_for_log(r"cache directory .*" + why, 15)
+            # Usage is over cleanup at every one of these checks.
+            until(lambda: d.log().count("CACHE_PERCENT_LOG") >= 20, 15,
+                  "20 usage checks", d)
+            log = d.log()
+            self.assertEqual(d.stop()[0], 0, self.ctx(d))
+        self.assert_untouched(d, before, snapshot(outside), outside)
+        self.assertNotRegex(log, r"episode ended: deleted [1-9]",
+                            self.ctx(d))
+        self.assertEqual(len(re.findall(r"cache directory .*" + why, log)),
+                         1, self.ctx(d, "the refusal is said once"))
+        self.assertRegex(log, r"--cache-dir", self.ctx(d))
+
+    def outside_cache(self, base: str) -> str:
+        model = make_model(os.path.join(base, "kv"))
+        for i in range(20):
+            write_block(block_path(model, f"abc{i:013x}"), 64 * KIB,
+                        30 * HOUR)
+        return base
+
+    def test_cache_dir_that_is_a_link_is_refused(self):
+        outside = tempfile.mkdtemp(prefix="pvc-outside-")
+        self.addCleanup(shutil.rmtree, outside, True)
+        self.outside_cache(outside)
+        with self.volume() as fs:
+            fill_to(fs.path, 90)
+            os.symlink(os.path.join(outside, "kv"),
+                       os.path.join(fs.path, "linked"))
+            self.run_refused(fs, "linked", outside, "symbolic link")
+            # A link inside the volume, to a directory of the volume, is
+            # refused the same way: the setting must name the directory.
+            inside = os.path.join(fs.path, "real")
+            self.outside_cache(inside)
+            os.makedirs(os.path.join(fs.path, "a"))
+            os.symlink("../real/kv", os.path.join(fs.path, "a", "kv"))
+            self.run_refused(fs, "a/kv", inside, "symbolic link")
+
+    def test_cache_dir_on_another_mount_is_refused(self):
+        with self.volume() as fs:
+            fill_to(fs.path, 90)
+            target = os.path.join(fs.path, "other")
+            os.makedirs(target)
+            with tmpfs_on(target):
+                self.outside_cache(target)
+                self.run_refused(fs, "other/kv", target,
+                                 "another filesystem or mount")
+
+
 class SymlinkTest(HardeningTestCase):
     """A directory symlink at every level of the layout, pointing outside
     (on this filesystem and on another), old blocks behind each."""

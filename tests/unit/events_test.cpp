@@ -196,7 +196,7 @@ using ModelNamesTest = TempRoot;
 TEST_F(ModelNamesTest, ReadsTheModelNameOnceAndKeepsIt) {
   write_model("llama_0123456789ab", "meta-llama/Llama-3-8B");
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock);
+  ModelNames names({root_.string(), ""}, clock);
   EXPECT_EQ(names.lookup("llama_0123456789ab"), "meta-llama/Llama-3-8B");
   fs::remove(root_ / "llama_0123456789ab" / "config.json");
   clock.advance(3600 * kNsPerSecond);
@@ -206,7 +206,7 @@ TEST_F(ModelNamesTest, ReadsTheModelNameOnceAndKeepsIt) {
 
 TEST_F(ModelNamesTest, AMissingConfigIsRetriedAfterTheRetryPeriod) {
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock, 30 * kNsPerSecond);
+  ModelNames names({root_.string(), ""}, clock, 30 * kNsPerSecond);
   EXPECT_EQ(read("llama_0123456789ab").status, ConfigStatus::kMissing);
   EXPECT_EQ(names.lookup("llama_0123456789ab"), std::nullopt);
   EXPECT_EQ(names.reads(), 1U);
@@ -225,7 +225,7 @@ TEST_F(ModelNamesTest, AMissingConfigIsRetriedAfterTheRetryPeriod) {
 TEST_F(ModelNamesTest, AMissingRootIsRetriedToo) {
   fs::remove_all(root_);
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock, 30 * kNsPerSecond);
+  ModelNames names({root_.string(), ""}, clock, 30 * kNsPerSecond);
   EXPECT_EQ(names.lookup("llama_0123456789ab"), std::nullopt);
   fs::create_directories(root_);
   write_model("llama_0123456789ab", "meta-llama/Llama-3-8B");
@@ -235,7 +235,7 @@ TEST_F(ModelNamesTest, AMissingRootIsRetriedToo) {
 
 TEST_F(ModelNamesTest, MalformedConfigsGiveNoName) {
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock);
+  ModelNames names({root_.string(), ""}, clock);
   const struct {
     const char* text;
     ConfigStatus status;
@@ -280,7 +280,7 @@ TEST_F(ModelNamesTest, LinksAndSpecialFilesAreNotFollowed) {
   EXPECT_EQ(read("../outside").status, ConfigStatus::kNotSafe);
 
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock);
+  ModelNames names({root_.string(), ""}, clock);
   for (const char* d : {"link_0123456789ab", "dirl_0123456789ab",
                         "fifo_0123456789ab", "dir_0123456789ab"}) {
     EXPECT_EQ(names.lookup(d), std::nullopt) << d;
@@ -298,7 +298,7 @@ TEST_F(ModelNamesTest, OversizedConfigIsRefused) {
 TEST_F(ModelNamesTest, DeepLayoutConfig) {
   write_model("org_m/0123456789ab", "org/m");
   ManualClock clock(1000 * kNsPerSecond);
-  ModelNames names(root_, clock);
+  ModelNames names({root_.string(), ""}, clock);
   const auto dir = config_dir_of_block_dir("org_m/0123456789ab/tp_1/rank_0/a");
   ASSERT_TRUE(dir);
   EXPECT_EQ(names.lookup(*dir), "org/m");
@@ -338,7 +338,7 @@ class PublisherTest : public TempRoot {
   std::unique_ptr<BlockEventPublisher> start(std::size_t max_queued = 100000) {
     PublisherOptions o;
     o.endpoint = "tcp://127.0.0.1:*";
-    o.cache_root = root_;
+    o.cache_root = {root_.string(), ""};
     o.max_queued_blocks = max_queued;
     auto p = std::make_unique<BlockEventPublisher>(o, clock_);
     p->start();
@@ -485,7 +485,7 @@ TEST_F(PublisherTest, ABatchThatDoesNotFitIsDroppedAndLeavesAGap) {
 TEST_F(PublisherTest, NothingIsSentBeforeStartOrAfterStop) {
   PublisherOptions o;
   o.endpoint = "tcp://127.0.0.1:*";
-  o.cache_root = root_;
+  o.cache_root = {root_.string(), ""};
   BlockEventPublisher p(o, clock_);
   p.on_deleted({block(kLlama, 1)});
   EXPECT_EQ(p.stats().messages_dropped, 1U);
@@ -518,7 +518,7 @@ TEST_F(PublisherTest, StopIsQuickWithQueuedWorkAndAConnectedSubscriber) {
 
 TEST_F(PublisherTest, AnEndpointThatCannotBeBoundStopsStartUp) {
   PublisherOptions o;
-  o.cache_root = root_;
+  o.cache_root = {root_.string(), ""};
   o.endpoint = "nonsense://x";
   BlockEventPublisher bad(o, clock_);
   EXPECT_THROW(bad.start(), FatalError);
