@@ -134,9 +134,11 @@ auto boolean(bool Settings::*field) {
 }
 
 std::vector<Option> options() {
-  // Durations above this are "never" for any purpose and stay clear of
-  // overflow when converted to nanoseconds.
-  constexpr double kNoMax = 1e9;
+  // Durations above ten years are "never" for any purpose; the limit also
+  // keeps every duration clear of overflow when the daemon converts it to
+  // nanoseconds (2^63 ns is 292 years).
+  constexpr double kMaxSeconds = 10 * 365.25 * 24 * 3600;
+  constexpr double kMaxMinutes = kMaxSeconds / 60;
   return {
       {"--mount-path", "PVC_MOUNT_PATH",
        "where the volume is mounted (default /kv-cache)",
@@ -184,7 +186,7 @@ std::vector<Option> options() {
        number_in(&Settings::emergency_threshold, 0, 100, true)},
       {"--hot-minutes", "FILE_ACCESS_TIME_THRESHOLD_MINUTES",
        "files used within this many minutes are not deleted (default 60)",
-       number_in(&Settings::hot_minutes, 0, kNoMax)},
+       number_in(&Settings::hot_minutes, 0, kMaxMinutes)},
       {"--crawlers", "NUM_CRAWLER_PROCESSES",
        "crawler threads: 1, 2, 4, 8 or 16 (default 8)",
        [](const std::string& t, Settings& s) -> std::string {
@@ -218,14 +220,14 @@ std::vector<Option> options() {
       {"--dir-cleanup-ttl", "DIR_CLEANUP_TTL_SECONDS",
        "an empty bucket directory is removed only when unchanged for this "
        "many seconds (default 120)",
-       number_in(&Settings::dir_cleanup_ttl_seconds, 0, kNoMax)},
+       number_in(&Settings::dir_cleanup_ttl_seconds, 0, kMaxSeconds)},
       {"--temp-max-age-minutes", "TEMP_FILE_MAX_AGE_MINUTES",
        "writer temp files unchanged for this long are orphans and are "
        "deleted; 0 never deletes them (default 60)",
-       number_in(&Settings::temp_max_age_minutes, 0, kNoMax)},
+       number_in(&Settings::temp_max_age_minutes, 0, kMaxMinutes)},
       {"--rescan-interval", "RESCAN_INTERVAL_SECONDS",
        "seconds between full crawls (default 300)",
-       number_in(&Settings::rescan_interval_seconds, 1, kNoMax)},
+       number_in(&Settings::rescan_interval_seconds, 1, kMaxSeconds)},
       {"--max-cache-bytes", "MAX_CACHE_BYTES",
        "byte budget for the cache (e.g. 500Gi); usage is then the cache's "
        "own bytes over it; 0 uses the whole volume (default 0)",
@@ -240,11 +242,11 @@ std::vector<Option> options() {
        }},
       {"--mount-wait", "MOUNT_WAIT_SECONDS",
        "seconds to wait for the mount path at start (default 60)",
-       number_in(&Settings::mount_wait_seconds, 0, kNoMax)},
+       number_in(&Settings::mount_wait_seconds, 0, kMaxSeconds)},
       {"--usage-log-interval", "USAGE_LOG_INTERVAL_SECONDS",
        "seconds between CACHE_PERCENT_LOG lines while idle; every check is "
        "logged during an episode (default 60)",
-       number_in(&Settings::usage_log_interval_seconds, 0, kNoMax)},
+       number_in(&Settings::usage_log_interval_seconds, 0, kMaxSeconds)},
       {"--dry-run", "DRY_RUN", "delete nothing; log what would go",
        boolean(&Settings::dry_run), true},
       {"--log-level", "LOG_LEVEL",
