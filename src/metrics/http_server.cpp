@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 
+#include "common/sys_error.hpp"
 #include "metrics/render.hpp"
 
 namespace pvc {
@@ -25,6 +27,10 @@ std::size_t param(const httplib::Request& req, const char* name,
 }
 
 constexpr const char* kJson = "application/json";
+constexpr time_t kReadTimeoutMicros = 500'000;
+constexpr time_t kKeepAliveSeconds = 1;
+constexpr std::size_t kWorkers = 16;
+constexpr int kFirstUnprivilegedPort = 1024;
 
 }  // namespace
 
@@ -47,6 +53,17 @@ bool parse_address(const std::string& address, std::string& host, int& port) {
 }
 
 HttpServer::HttpServer(StatusSource& source) : source_(source) {
+  // Each connection holds one of a few worker threads until it closes.
+  // With the library's defaults (5 s to wait for a request, 5 s between
+  // kept-alive requests) a handful of idle clients starved the health
+  // probes, and a scraper's kept-alive connection delayed exit by 4 s.
+  // Requests here are small and sent at once, so half a second to send
+  // one and a second between kept-alive ones are plenty, and twice the
+  // library's 8 workers let a probe through a burst of idle connections.
+  server_.set_read_timeout(0, kReadTimeoutMicros);
+  server_.set_write_timeout(kKeepAliveSeconds, 0);
+  server_.set_keep_alive_timeout(kKeepAliveSeconds);
+  server_.new_task_queue = [] { return new httplib::ThreadPool(kWorkers); };
   server_.Get("/metrics",
               [this](const httplib::Request&, httplib::Response& res) {
                 res.set_content(render_metrics(source_.status()),
@@ -96,13 +113,23 @@ bool HttpServer::start(const std::string& address, std::string& error) {
     error = "expected host:port, e.g. 0.0.0.0:9100";
     return false;
   }
+  errno = 0;
   if (port == 0) {
     port_ = server_.bind_to_any_port(host.c_str());
   } else {
     port_ = server_.bind_to_port(host.c_str(), port) ? port : -1;
   }
+  const int err = errno;  // what bind() or listen() said, if they failed
   if (port_ < 0) {
-    error = "cannot listen on " + address + " (address in use?)";
+    error = "cannot listen on " + address;
+    if (err != 0) {
+      error += ": " + describe_errno(err);
+    }
+    if (err == EACCES && port > 0 && port < kFirstUnprivilegedPort) {
+      error +=
+          "; ports below 1024 need CAP_NET_BIND_SERVICE, which the daemon "
+          "does not keep: use a port from 1024 up, such as 9100";
+    }
     return false;
   }
   thread_ = std::jthread([this] { server_.listen_after_bind(); });

@@ -19,6 +19,7 @@ Run: /usr/bin/python3 tests/integration/test_metrics.py
 from __future__ import annotations
 
 import glob
+import http.client
 import json
 import math
 import os
@@ -717,6 +718,67 @@ class HealthTest(MetricsTestCase):
                 self.assertEqual(code, 404)
                 code, _ = d.stop()
                 self.assertEqual(code, 0, self.ctx(d))
+
+    def test_idle_and_kept_alive_connections_block_neither_probes_nor_exit(
+            self):
+        """Scrapers keep connections alive and clients can hold sockets
+        open without a request: health must still answer within a probe's
+        usual timeout, and SIGTERM must still end the daemon within 2 s."""
+        with harness.Tmpfs(64) as fs:
+            root = os.path.join(fs.path, CACHE_DIR)
+            gencache.generate(root, files=20, size=4 * KIB)
+            with self.metrics_daemon(fs.path) as d:
+                ep = self.endpoint(d)
+                d.wait_for_log(r"index ready", 30)
+                kept = http.client.HTTPConnection("127.0.0.1", ep.port,
+                                                  timeout=5)
+                kept.request("GET", "/metrics")
+                self.assertEqual(kept.getresponse().read()[:5], b"# HEL")
+                idle = [socket.create_connection(("127.0.0.1", ep.port))
+                        for _ in range(16)]
+                try:
+                    t0 = time.monotonic()
+                    code, _, body = ep.get("/healthz")
+                    waited = time.monotonic() - t0
+                    self.assertEqual(code, 200, body)
+                    self.assertLess(waited, 3.0, "healthz behind 16 idle "
+                                    "connections")
+                    t0 = time.monotonic()
+                    code, _ = d.stop()
+                    took = time.monotonic() - t0
+                finally:
+                    kept.close()
+                    for sock in idle:
+                        sock.close()
+                self.assertEqual(code, 0, self.ctx(d))
+                self.assertLess(took, 2.0, self.ctx(
+                    d, f"SIGTERM to exit took {took:.2f} s with a kept-alive "
+                    "and 16 idle connections"))
+                print(f"healthz behind 16 idle connections in {waited:.2f} s; "
+                      f"exit {took:.2f} s after SIGTERM")
+
+    def test_an_address_that_cannot_be_bound_stops_start_up_with_the_reason(
+            self):
+        with harness.Tmpfs(16) as fs, socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            cases = {f"127.0.0.1:{port}": r"EADDRINUSE",
+                     # The daemon keeps no CAP_NET_BIND_SERVICE, even as root.
+                     "127.0.0.1:900": r"EACCES .*ports below 1024 need "
+                                      r"CAP_NET_BIND_SERVICE"}
+            for address, reason in cases.items():
+                r = subprocess.run(
+                    [harness.find_binary(), "--mount-path", fs.path,
+                     "--cache-dir", "kv", "--mode", "crawl",
+                     "--metrics-address", address],
+                    capture_output=True, text=True, timeout=30, check=False,
+                    env={k: v for k, v in os.environ.items()
+                         if k not in clean_env()})
+                out = r.stdout + r.stderr
+                self.assertEqual(r.returncode, 1, out)
+                self.assertRegex(out, r"--metrics-address .*cannot listen on "
+                                 + re.escape(address) + ": " + reason, out)
 
     def test_healthz_turns_503_when_the_evictor_loop_stalls(self):
         """PVC_EVICTOR_TEST_STALL_LOOP=evictor: the loop's beats are
