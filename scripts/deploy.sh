@@ -194,6 +194,7 @@ runasuser=$(arg 4)
 crawlers=$(arg 5)
 cleanup=$(arg 6)
 target=$(arg 7)
+emergency=""
 
 case $mode in
   restricted | privileged) ;;
@@ -244,11 +245,17 @@ if [[ -n $cleanup || -n $target ]]; then
   less_than "${effective_target%% *}" "${effective_cleanup%% *}" ||
     die_usage "target-threshold: $effective_target must be lower than" \
       "cleanup-threshold $effective_cleanup"
-  emergency=$(base_default EMERGENCY_THRESHOLD)
-  less_than "${effective_cleanup%% *}" "$emergency" ||
-    warn "cleanup-threshold ${effective_cleanup%% *} is not below EMERGENCY_THRESHOLD" \
-      "$emergency: every cleanup will be an emergency, in which recently used files" \
-      "may be deleted too"
+  # The daemon requires EMERGENCY_THRESHOLD >= CLEANUP_THRESHOLD. A cleanup
+  # at or above the default emergency moves the emergency halfway to 100,
+  # so hot files stay protected until the volume is nearly full.
+  default_emergency=$(base_default EMERGENCY_THRESHOLD)
+  if ! less_than "${effective_cleanup%% *}" "$default_emergency"; then
+    emergency=$(awk -v c="${effective_cleanup%% *}" \
+      'BEGIN { printf "%g", (c + 100) / 2 }')
+    warn "cleanup-threshold ${effective_cleanup%% *} is not below the default" \
+      "EMERGENCY_THRESHOLD $default_emergency; setting EMERGENCY_THRESHOLD to" \
+      "$emergency: above it recently used files may be deleted too"
+  fi
 fi
 if [[ -n $image ]] && ! is_image "$image"; then
   die_usage "--image: '$image' is not an image reference such as registry.example/pvc-evictor:1.0"
@@ -390,6 +397,7 @@ literals=()
 [[ -z $crawlers ]] || literals+=("NUM_CRAWLER_PROCESSES=$crawlers")
 [[ -z $cleanup ]] || literals+=("CLEANUP_THRESHOLD=$cleanup")
 [[ -z $target ]] || literals+=("TARGET_THRESHOLD=$target")
+[[ -z $emergency ]] || literals+=("EMERGENCY_THRESHOLD=$emergency")
 
 {
   cat <<EOF

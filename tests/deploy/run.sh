@@ -451,10 +451,10 @@ fi
 # the restricted overlay's ConfigMap as its environment: a value it rejects
 # would stop it at once instead of leaving it running.
 daemon_accepts_settings() {
-  local bin=$1 vol="$out/volume" rc=0
+  local bin=$1 rendered=$2 vol="$out/volume" rc=0
   local -a env=()
   mkdir -p "$vol/kv/model-cache/models"
-  mapfile -t env < <(node "$here/configmap-env.mjs" "$out/restricted.yaml")
+  mapfile -t env < <(node "$here/configmap-env.mjs" "$rendered")
   [[ ${#env[@]} -gt 0 ]] || return 1
   # Only what must differ outside a pod: the volume, a loopback port, no
   # deletion, and no probe report (the init container writes it in a pod).
@@ -470,7 +470,12 @@ daemon_accepts_settings() {
 }
 if [[ -x $binary ]]; then
   check "the built daemon runs with the ConfigMap's settings" \
-    daemon_accepts_settings "$binary"
+    daemon_accepts_settings "$binary" "$out/restricted.yaml"
+  # A cleanup threshold above the default emergency one: deploy.sh must
+  # move the emergency threshold, or the pod would never start.
+  "$deploy" --dry-run ns pvc - - - - 97 90 >"$out/high-cleanup.yaml" 2>/dev/null
+  check "the built daemon runs with deploy.sh's settings for cleanup 97" \
+    daemon_accepts_settings "$binary" "$out/high-cleanup.yaml"
   # Not counted: while the daemon is being written, some settings may not
   # exist yet; list them so that the gap stays visible.
   unknown=$(grep -oE '^  [A-Z_]+:' "$root/manifests/base/configmap.yaml" | tr -d ' :' |
