@@ -269,8 +269,9 @@ std::vector<Option> options() {
          return {};
        }},
       {"--mode", "EVICTOR_MODE",
-       "auto, watch or crawl (default auto; watch mode is not built yet, so "
-       "auto means crawl)",
+       "auto, watch or crawl: watch follows fanotify events and needs "
+       "CAP_SYS_ADMIN at start, crawl relies on atime; auto (the default) "
+       "uses watch mode when it works and crawl mode otherwise",
        [](const std::string& t, Settings& s) -> std::string {
          const std::string m = lower(trim(t));
          if (m == "auto") {
@@ -428,6 +429,12 @@ ParseResult parse_settings(const std::vector<std::string>& args,
       "Every flag can also be set by the environment variable named in "
       "brackets; a flag wins over its variable.",
       "pvc-evictor"};
+  app.footer(
+      "Subcommands (each has its own --help):\n"
+      "  pvc-evictor probe   report the volume, fanotify and atime "
+      "behaviour (the init container)\n"
+      "  pvc-evictor dump    print a running daemon's hot set or coldest "
+      "files");
   app.set_version_flag("--version", PVC_EVICTOR_VERSION);
   std::vector<std::optional<std::string>> given(opts.size());
   for (std::size_t i = 0; i < opts.size(); ++i) {
@@ -437,11 +444,13 @@ ParseResult parse_settings(const std::vector<std::string>& args,
              opts[i].flag, [&given, i](const std::string& v) { given[i] = v; },
              help)
           ->expected(0, 1)
-          ->default_str("true");
+          ->default_str("true")
+          ->option_text("[BOOL]");
     } else {
       app.add_option_function<std::string>(
-          opts[i].flag, [&given, i](const std::string& v) { given[i] = v; },
-          help);
+             opts[i].flag, [&given, i](const std::string& v) { given[i] = v; },
+             help)
+          ->type_name("VALUE");
     }
   }
 

@@ -637,10 +637,17 @@ bool wait_for_mount(const Settings& s) {
   bool said = false;
   for (;;) {
     struct stat st {};
-    if (::stat(s.mount_path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    const bool found = ::stat(s.mount_path.c_str(), &st) == 0;
+    if (found && S_ISDIR(st.st_mode)) {
       return true;
     }
-    const int err = errno;
+    // Something other than a directory will not turn into one by waiting.
+    const int err = found ? ENOTDIR : errno;
+    if (err == ENOTDIR) {
+      spdlog::error("mount path {} (--mount-path, PVC_MOUNT_PATH): {}",
+                    escape_bytes(s.mount_path), describe_errno(err));
+      return false;
+    }
     if (monotonic_seconds() >= deadline || g_early_stop != 0) {
       if (g_early_stop == 0) {
         spdlog::error("mount path {} is not available after {:.0f}s: {}",

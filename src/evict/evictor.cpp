@@ -513,7 +513,9 @@ void Evictor::reclaim_temps() {
   const std::size_t deleted =
       delete_batch(orphans, before, DeleteReason::kTemp);
   if (deleted != 0) {
-    spdlog::info("reclaimed {} orphaned temp files unchanged for {:.0f} min",
+    spdlog::info("{} {} orphaned temp files unchanged for {:.0f} min",
+                 deleter_.dry_run() == DryRun::kYes ? "would reclaim (dry run)"
+                                                    : "reclaimed",
                  deleted, ns_to_seconds(config_.temp_max_age) / 60);
   }
 }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <string>
 
 namespace pvc {
@@ -136,7 +137,8 @@ UniqueFd CacheRoot::open_dir(std::string_view rel, bool for_reading,
   const std::string path = rel.empty() ? std::string(".") : std::string(rel);
   int flags = dir_flags(for_reading);
   static std::atomic<bool> have_openat2{true};
-  if (have_openat2.load(std::memory_order_relaxed)) {
+  // A path too long for one call (a deep tree) takes the component walk.
+  if (have_openat2.load(std::memory_order_relaxed) && path.size() < PATH_MAX) {
     int fd = sys_openat2(fd_.get(), path.c_str(), flags, err);
     if (fd < 0 && (flags = retry_without_noatime(flags, err)) >= 0) {
       fd = sys_openat2(fd_.get(), path.c_str(), flags, err);

@@ -23,6 +23,24 @@ std::string age(double seconds) {
   return fmt::format("{:.1f}h", seconds / 3600);
 }
 
+// The library names its errors by their enum ("Connection"); say what
+// happened instead.
+const char* describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "could not connect (is it running with --metrics-address set "
+             "to this address?)";
+    case httplib::Error::ConnectionTimeout:
+      return "the connection timed out";
+    case httplib::Error::Read:
+      return "the connection closed before an answer came";
+    case httplib::Error::Write:
+      return "could not send the request";
+    default:
+      return "the request failed";
+  }
+}
+
 }  // namespace
 
 int run_dump(const std::vector<std::string>& args) {
@@ -46,7 +64,8 @@ int run_dump(const std::vector<std::string>& args) {
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // Help is a success; every argument error exits 2, as the daemon's do.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   std::string host;
@@ -66,7 +85,7 @@ int run_dump(const std::vector<std::string>& args) {
   if (!res) {
     std::fprintf(stderr,
                  "pvc-evictor dump: cannot reach the daemon at %s: %s\n",
-                 address.c_str(), httplib::to_string(res.error()).c_str());
+                 address.c_str(), describe(res.error()));
     return 1;
   }
   if (res->status != 200) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <optional>
 
 #include "common/sys_error.hpp"
 #include "metrics/render.hpp"
@@ -12,16 +13,18 @@
 namespace pvc {
 namespace {
 
-std::size_t param(const httplib::Request& req, const char* name,
-                  std::size_t fallback, std::size_t max) {
+// A whole-number query parameter, capped at `max`; nothing when it is
+// present but not a whole number.
+std::optional<std::size_t> param(const httplib::Request& req, const char* name,
+                                 std::size_t fallback, std::size_t max) {
   if (!req.has_param(name)) {
     return fallback;
   }
   const std::string v = req.get_param_value(name);
   std::size_t n = 0;
   const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-  if (ec != std::errc() || ptr != v.data() + v.size()) {
-    return fallback;
+  if (v.empty() || ec != std::errc() || ptr != v.data() + v.size()) {
+    return std::nullopt;
   }
   return std::min(n, max);
 }
@@ -83,13 +86,23 @@ HttpServer::HttpServer(StatusSource& source) : source_(source) {
       });
   const auto dump = [this](bool hot) {
     return [this, hot](const httplib::Request& req, httplib::Response& res) {
-      const std::size_t offset = param(req, "offset", 0, SIZE_MAX);
-      const std::size_t limit =
-          param(req, "limit", kDefaultDumpPage, kMaxDumpPage);
-      const auto files = hot ? source_.hot_files(offset, limit)
-                             : source_.coldest_files(offset, limit);
+      const auto offset = param(req, "offset", 0, SIZE_MAX);
+      const auto limit = param(req, "limit", kDefaultDumpPage, kMaxDumpPage);
+      if (!offset || !limit) {
+        res.status = 400;
+        res.set_content(
+            nlohmann::json{{"error", fmt::format("limit and offset must be "
+                                                 "whole numbers; limit is "
+                                                 "capped at {}",
+                                                 kMaxDumpPage)}}
+                .dump(),
+            kJson);
+        return;
+      }
+      const auto files = hot ? source_.hot_files(*offset, *limit)
+                             : source_.coldest_files(*offset, *limit);
       const StatusSnapshot s = source_.status();
-      nlohmann::json body = files_json(files, s.now_unix, offset, limit);
+      nlohmann::json body = files_json(files, s.now_unix, *offset, *limit);
       body["kind"] = hot ? "hotset" : "coldest";
       body["mode"] = s.mode;
       body["hot_window_seconds"] = s.hot_window_seconds;

@@ -158,6 +158,45 @@ class HostileNameTest(HardeningTestCase):
 
 
 class HostileTreeTest(HardeningTestCase):
+    def test_block_whose_path_is_longer_than_path_max_is_deleted(self):
+        """A block 5,000 bytes of path below the root (PATH_MAX is 4,096):
+        one openat2 call cannot reach it, the component walk can. The
+        tree is built through directory descriptors for the same reason."""
+        with self.volume() as fs:
+            root = os.path.join(fs.path, CACHE_DIR)
+            model = make_model(root)
+            os.makedirs(os.path.join(model, "abc", "de_g0"))
+            fd = os.open(os.path.join(model, "abc", "de_g0"), os.O_RDONLY)
+            depth = 0
+            for level in range(25):
+                name = f"{level:02d}" + "x" * 198
+                os.mkdir(name, dir_fd=fd)
+                child = os.open(name, os.O_RDONLY, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                depth += len(name) + 1
+            self.assertGreater(depth, 4096)
+            block = "abcde00000000000.bin"
+            out = os.open(block, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+            os.write(out, b"\0" * (256 * KIB))
+            os.close(out)
+            old = time.time_ns() - 40 * 3600 * 10**9
+            os.utime(block, ns=(old, old), dir_fd=fd)
+            try:
+                fill_cold(model, 78, seed=121, avoid=("abc",))
+                with self.daemon(fs.path) as d:
+                    self.push_after_crawl(d, fs.path)
+                    self.wait_episode_end(d, 30)
+                    log = d.log()
+                    self.assertEqual(d.stop()[0], 0, self.ctx(d))
+                with self.assertRaises(FileNotFoundError, msg=self.ctx(
+                        d, "the oldest block, on a long path, is still "
+                        "there")):
+                    os.stat(block, dir_fd=fd)
+            finally:
+                os.close(fd)
+            self.assertNotIn("ENAMETOOLONG", log, self.ctx(d))
+
     def test_deep_tree_and_special_files_named_like_blocks(self):
         """A directory chain 100 deep with old blocks along it, and a FIFO,
         a socket and a device node named like old blocks: the crawl stops

@@ -1069,9 +1069,11 @@ class ColdestTest(MetricsTestCase):
                 self.assertEqual(default["limit"], DEFAULT_PAGE)
                 self.assertEqual([f["path"] for f in default["files"]],
                                  expected[:DEFAULT_PAGE])
-                bad = ep.json("/debug/coldest?limit=lots&offset=-1")
-                self.assertEqual((bad["offset"], bad["limit"]),
-                                 (0, DEFAULT_PAGE))
+                # A value that is not a whole number is an error, not a
+                # silent default.
+                for query in ("limit=lots", "offset=-1", "limit=", "limit=1x"):
+                    bad = ep.json(f"/debug/coldest?{query}", status=400)
+                    self.assertIn("whole numbers", bad["error"], query)
                 self.assertEqual(ep.json("/debug/hotset?limit=10")["files"],
                                  [])
 
