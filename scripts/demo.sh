@@ -105,11 +105,15 @@ start=$(date +%s.%N)
 daemon_pid=$!
 
 # Show usage as the daemon reports it, until the episode ends.
+# While the first crawl runs the daemon re-reads an unchanged usage; print
+# each figure once.
+last=""
 timeout 60 tail -n +1 -f "$work/evictor.log" | while read -r line; do
   case "$line" in
     *CACHE_PERCENT_LOG:*)
-      pct="${line##*,}"; pct="${line%,*}"; pct="${pct##*,}"
-      printf '   usage %6s%%\n' "$pct" ;;
+      pct="${line%,*}"; pct="${pct##*,}"
+      [[ "$pct" == "$last" ]] || printf '   usage %6s%%\n' "$pct"
+      last="$pct" ;;
     *DELETION_START:*) echo "   -- cleanup threshold crossed: deleting" ;;
     *"episode ended"*) echo "   -- ${line#* info }"; break ;;
   esac
@@ -132,7 +136,11 @@ deleted="$(sed -n 's/.*deleted \([0-9]*\) files (\([^)]*\)).*/\1 files, \2/p' \
   <<<"$summary")"
 orphans="$(grep -c 'reclaimed' "$work/evictor.log" || true)"
 printf '   deleted:        %s\n' "${deleted:-nothing}"
-printf '   usage:          %s%% now\n' "$(usage_of)"
+episode_end="$(sed -n 's/.*usage [0-9.]*% -> \([0-9.]*\)%.*/\1/p' <<<"$summary")"
+printf '   usage:          %s%% when the episode ended (target 70 %%),' \
+  "${episode_end:-?}"
+printf ' %s%% now\n' "$(usage_of)"
+printf '                   (orphaned temp files are reclaimed after it)\n'
 printf '   time to target: %.1f s (including the first crawl)\n' \
   "$(echo "$end - $start" | bc -l 2>/dev/null || echo 0)"
 printf '   hot files kept: %d of %d still being read\n' "$kept" "${#hot[@]}"
