@@ -18,7 +18,7 @@ constexpr TimeNs kNsPerSecond = 1'000'000'000;
 inline TimeNs seconds_to_ns(double seconds) {
   constexpr double kMaxNs = 4e18;  // about 126 years, well inside int64
   const double ns = seconds * static_cast<double>(kNsPerSecond);
-  return ns >= kMaxNs ? static_cast<TimeNs>(kMaxNs)
+  return ns >= kMaxNs    ? static_cast<TimeNs>(kMaxNs)
          : ns <= -kMaxNs ? -static_cast<TimeNs>(kMaxNs)
                          : static_cast<TimeNs>(ns);
 }

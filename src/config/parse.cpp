@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 
+#include "common/join_path.hpp"
 #include "crawl/partition.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere else
@@ -399,11 +400,7 @@ const char* mode_name(Mode mode) {
 }
 
 std::string Settings::cache_root() const {
-  if (cache_dir.empty()) {
-    return mount_path;
-  }
-  return mount_path.ends_with('/') ? mount_path + cache_dir
-                                   : mount_path + "/" + cache_dir;
+  return join_path(mount_path, cache_dir);
 }
 
 Environment process_environment() {

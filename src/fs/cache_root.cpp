@@ -12,6 +12,8 @@
 #include <climits>
 #include <string>
 
+#include "common/join_path.hpp"
+
 namespace pvc {
 namespace {
 
@@ -69,10 +71,7 @@ bool has_link(const RootLocation& where) {
 }  // namespace
 
 std::string RootLocation::path() const {
-  if (below.empty()) {
-    return base;
-  }
-  return base.ends_with('/') ? base + below : base + "/" + below;
+  return join_path(base, below);
 }
 
 CacheRoot CacheRoot::open(const RootLocation& where, int& err) {

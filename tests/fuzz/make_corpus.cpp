@@ -125,16 +125,17 @@ int synth(const std::string& dir) {
       {"synth-open-dfid-name",
        event(FAN_OPEN, {record(kDfidName, dh, block, true)})},
       {"synth-open-dfid-name-fid",
-       event(FAN_OPEN | FAN_ACCESS | FAN_CLOSE_NOWRITE,
-             {record(kDfidName, dh, block, true), record(kFid, fh, {}, false)})},
+       event(
+           FAN_OPEN | FAN_ACCESS | FAN_CLOSE_NOWRITE,
+           {record(kDfidName, dh, block, true), record(kFid, fh, {}, false)})},
       {"synth-ondir-dot",
        event(FAN_OPEN | FAN_ONDIR, {record(kDfidName, dh, ".", true)})},
-      {"synth-dfid-only", event(FAN_CLOSE_WRITE, {record(kDfid, dh, {}, false),
-                                                  record(kFid, fh, {}, false)})},
-      {"synth-rename",
-       event(kRename, {record(kOldDfidName, dh, temp, true),
-                       record(kNewDfidName, dh2, block, true),
-                       record(kFid, fh, {}, false)})},
+      {"synth-dfid-only",
+       event(FAN_CLOSE_WRITE,
+             {record(kDfid, dh, {}, false), record(kFid, fh, {}, false)})},
+      {"synth-rename", event(kRename, {record(kOldDfidName, dh, temp, true),
+                                       record(kNewDfidName, dh2, block, true),
+                                       record(kFid, fh, {}, false)})},
       {"synth-create-delete-merged",
        event(FAN_CREATE | FAN_OPEN | FAN_DELETE,
              {record(kDfidName, tmpfs_h, temp, true)})},
@@ -154,11 +155,11 @@ int synth(const std::string& dir) {
                event(FAN_DELETE | FAN_ONDIR,
                      {record(kDfidName, dh2, "de_g0", true)})})},
       {"synth-odd-names",
-       concat({event(FAN_OPEN, {record(kDfidName, dh, "a\nb.bin", true)}),
-               event(FAN_OPEN, {record(kDfidName, dh, "\xff\xfe.bin", true)}),
-               event(FAN_OPEN,
-                     {record(kDfidName, dh, std::string(251, 'x') + ".bin",
-                             true)})})},
+       concat(
+           {event(FAN_OPEN, {record(kDfidName, dh, "a\nb.bin", true)}),
+            event(FAN_OPEN, {record(kDfidName, dh, "\xff\xfe.bin", true)}),
+            event(FAN_OPEN, {record(kDfidName, dh,
+                                    std::string(251, 'x') + ".bin", true)})})},
   };
   for (const Seed& s : seeds) {
     if (!save(dir + "/" + s.name, s.bytes)) {
@@ -253,8 +254,8 @@ int capture(const std::string& dir, const std::string& out_dir,
     drain(fd, saved);
     ::close(fd);
     for (std::size_t i = 0; i < saved.size(); ++i) {
-      const std::string path = out_dir + "/real-" + tag + "-" + level.name +
-                               "-" + std::to_string(i);
+      const std::string path =
+          out_dir + "/real-" + tag + "-" + level.name + "-" + std::to_string(i);
       if (save(path, saved[i])) {
         ++written;
       }

@@ -94,8 +94,7 @@ void check_settings(const pvc::Settings& s) {
   if (s.batch_size < 1) {
     fail("batch size 0");
   }
-  if (s.hex_bucket_len != 0 &&
-      (s.hex_bucket_len < 2 || s.hex_bucket_len > 4)) {
+  if (s.hex_bucket_len != 0 && (s.hex_bucket_len < 2 || s.hex_bucket_len > 4)) {
     fail("bucket width not 0, 2, 3 or 4");
   }
   if (!(s.interval_seconds > 0) || !std::isfinite(s.interval_seconds)) {
@@ -187,11 +186,30 @@ constexpr std::array<Setting, 30> kSettings = {{
     {"--no-such-flag", "TIMING_FILE_PATH"},
 }};
 
-constexpr std::array<const char*, 24> kWords = {
-    "true", "false", "yes", "off", "auto", "watch", "crawl", "debug",
-    "warn", "/kv-cache", "kv/model-cache/models", "../x", ":9100",
-    "0.0.0.0:65536", "tcp://*:5557", "ipc:///run/x", "500Gi", "1.5TiB",
-    "16P", "nan", "inf", "-0", " 7 ", ""};
+constexpr std::array<const char*, 24> kWords = {"true",
+                                                "false",
+                                                "yes",
+                                                "off",
+                                                "auto",
+                                                "watch",
+                                                "crawl",
+                                                "debug",
+                                                "warn",
+                                                "/kv-cache",
+                                                "kv/model-cache/models",
+                                                "../x",
+                                                ":9100",
+                                                "0.0.0.0:65536",
+                                                "tcp://*:5557",
+                                                "ipc:///run/x",
+                                                "500Gi",
+                                                "1.5TiB",
+                                                "16P",
+                                                "nan",
+                                                "inf",
+                                                "-0",
+                                                " 7 ",
+                                                ""};
 
 std::string number(FuzzedDataProvider& fdp) {
   switch (fdp.ConsumeIntegralInRange<int>(0, 3)) {

@@ -78,6 +78,23 @@ def df_bytes(path) -> tuple[int, int]:
     return used, used + st.f_bavail * st.f_frsize
 
 
+def fill_to(mount: str, percent: float, name: str = "filler.dat") -> str:
+    """Grow (or create) a non-cache file at the top of `mount` until df
+    usage is about `percent`; return its path."""
+    path = os.path.join(mount, name)
+    used, total = df_bytes(mount)
+    want = int(percent / 100 * total) - used
+    if want <= 0:
+        raise AssertionError(f"usage already {harness.df_usage(mount):.1f}%,"
+                             f" above {percent}%")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        os.posix_fallocate(fd, os.fstat(fd).st_size, want)
+    finally:
+        os.close(fd)
+    return path
+
+
 def free_bytes(path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize

@@ -76,23 +76,6 @@ def fspath(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
-def fill_to(mount: str, percent: float, name: str = "filler.dat") -> str:
-    """Grow (or create) a non-cache file at the top of `mount` until df
-    usage is about `percent`; return its path."""
-    path = os.path.join(mount, name)
-    used, total = df_bytes(mount)
-    want = int(percent / 100 * total) - used
-    if want <= 0:
-        raise AssertionError(f"usage already {harness.df_usage(mount):.1f}%,"
-                             f" above {percent}%")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        os.posix_fallocate(fd, os.fstat(fd).st_size, want)
-    finally:
-        os.close(fd)
-    return path
-
-
 def write_raw(path: str, size: int, age_s: float) -> int:
     """A block written in place (no temp file: a 255-byte name leaves no
     room for the writer's temp suffix), backdated by `age_s`."""

@@ -29,6 +29,7 @@ import time
 import unittest
 
 import harness
+from evictor_testlib import fill_to
 
 try:
     import msgpack
@@ -97,26 +98,6 @@ def thread_names(pid: int) -> list[str]:
         except FileNotFoundError:
             pass  # the thread ended
     return names
-
-
-def df_bytes(path) -> tuple[int, int]:
-    """(used, used + available) bytes as df computes them."""
-    st = os.statvfs(path)
-    used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    return used, used + st.f_bavail * st.f_frsize
-
-
-def fill_to(path: str, percent: float) -> None:
-    """Allocate a file at `path` (outside the cache) that brings its
-    filesystem's df usage to about `percent`."""
-    used, total = df_bytes(os.path.dirname(path))
-    size = int(total * percent / 100) - used
-    assert size > 0, f"already at {100 * used / total:.1f}%"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    finally:
-        os.close(fd)
 
 
 class Message:
@@ -253,7 +234,7 @@ class EventsTest(unittest.TestCase):
                     self.assertFalse(subscriber.drain(0.2),
                                      "messages before any deletion")
                     ep.started = time.time()
-                    fill_to(os.path.join(fs.path, "not-cache"), 90)
+                    fill_to(fs.path, 90, "not-cache")
                     daemon.wait_for_log(r"episode ended: .*$", 60)
                     # Deletion is over; the last batch's messages may still
                     # be on their way.

@@ -423,7 +423,6 @@ class UndeletableTest(EvictorTestCase):
         with harness.LoopFs(128) as fs:
             root = os.path.join(fs.path, CACHE_DIR)
             model = make_model(root)
-            rng = random.Random("c5")
             seen = {"aaa0000000000001", "bbb0000000000001"}
             stuck = block_path(model, "aaa0000000000001")
             vanishing = block_path(model, "bbb0000000000001")

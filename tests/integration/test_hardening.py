@@ -41,10 +41,10 @@ import unittest
 import harness
 from evictor_testlib import (CACHE_DIR, HOUR, KIB, MIB, MODEL, Daemon,
                              EvictorTestCase, base_args, block_path, chattr,
-                             clean_env, count, episodes_deleted, make_model,
-                             until, write_block)
+                             clean_env, count, episodes_deleted, fill_to,
+                             make_model, until, write_block)
 from hardening_testlib import (FakeClock, bind, cache_percent_times,
-                               digest, fill_cold, fill_to, fspath,
+                               digest, fill_cold, fspath,
                                malformed_log_lines, run,
                                snapshot, tmpfs_on, unmount_quietly,
                                warnings, write_raw)
@@ -97,6 +97,20 @@ class HardeningTestCase(EvictorTestCase):
         self.assertNotIn("DELETION_START", daemon.log(), self.ctx(
             daemon, "precondition: usage below cleanup at start"))
         fill_to(mount, percent)
+
+    def assert_undeletable_reported(self, daemon, log: str, mount: str,
+                                    blocks: list, undeletable: int,
+                                    errname: str) -> None:
+        """One warning naming `errname` per file that cannot be deleted,
+        every other deletion counted once, and usage at target."""
+        failures = warnings(log, "cannot delete")
+        self.assertEqual(len(failures), undeletable, self.ctx(
+            daemon, "expected one warning per undeletable file"))
+        self.assertTrue(all(errname in line for line in failures), failures)
+        gone = [b for b in blocks if not exists(b.path)]
+        self.assertEqual(sum(episodes_deleted(log)), len(gone),
+                         self.ctx(daemon))
+        self.assert_at_target(mount, daemon)
 
     def assert_no_errors(self, daemon, log: str) -> None:
         self.assertNotRegex(log, r"^\S+ (error|critical) ", self.ctx(
@@ -657,15 +671,8 @@ class PermissionTest(HardeningTestCase):
             finally:
                 chattr("-i", frozen_file)
                 chattr("-i", frozen_dir)
-            failures = warnings(log, "cannot delete")
-            self.assertEqual(len(failures), 4, self.ctx(
-                d, "expected one warning per undeletable file"))
-            self.assertTrue(all("EPERM" in line for line in failures),
-                            failures)
-            gone = [b for b in blocks if not exists(b.path)]
-            self.assertEqual(sum(episodes_deleted(log)), len(gone),
-                             self.ctx(d))
-            self.assert_at_target(fs.path, d)
+            self.assert_undeletable_reported(d, log, fs.path, blocks, 4,
+                                             "EPERM")
 
     def test_eacces_when_running_unprivileged(self):
         """The daemon as an ordinary user (65534): blocks in a directory it
@@ -699,15 +706,8 @@ class PermissionTest(HardeningTestCase):
                 self.assertEqual(d.stop()[0], 0, self.ctx(d))
             for path in locked:
                 self.assertTrue(exists(path), path)
-            failures = warnings(log, "cannot delete")
-            self.assertEqual(len(failures), 2, self.ctx(
-                d, "expected one warning per undeletable file"))
-            self.assertTrue(all("EACCES" in line for line in failures),
-                            failures)
-            gone = [b for b in blocks if not exists(b.path)]
-            self.assertEqual(sum(episodes_deleted(log)), len(gone),
-                             self.ctx(d))
-            self.assert_at_target(fs.path, d)
+            self.assert_undeletable_reported(d, log, fs.path, blocks, 2,
+                                             "EACCES")
 
 
 class ReadOnlyTest(HardeningTestCase):

@@ -39,6 +39,7 @@ import harness
 from harness import gencache
 from evictor_testlib import (CACHE_DIR, HOUR, KIB, Daemon, EvictorTestCase,
                              base_args, block_path, clean_env, df_bytes,
+                             fill_to,
                              until, write_block)
 
 try:
@@ -353,19 +354,6 @@ def block_alloc(root: str) -> dict[str, int]:
     return found
 
 
-def fill_to(path: str, percent: float) -> None:
-    """Allocate a file at `path` (outside the cache) that brings its
-    filesystem's df usage to about `percent`."""
-    used, total = df_bytes(os.path.dirname(path))
-    size = int(total * percent / 100) - used
-    assert size > 0, f"already at {100 * used / total:.1f}%"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        os.posix_fallocate(fd, 0, size)
-    finally:
-        os.close(fd)
-
-
 def escaped(raw: bytes) -> str:
     """A path as the daemon escapes it (common/escape.cpp)."""
     special = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n",
@@ -467,7 +455,7 @@ class EpisodeMetricsTest(MetricsTestCase):
                 scraper = Scraper(ep).start()
                 try:
                     until(lambda: len(scraper) >= 5, 10, "first scrapes", d)
-                    fill_to(os.path.join(fs.path, "not-cache"), 90)
+                    fill_to(fs.path, 90, "not-cache")
                     end = d.wait_for_log(r"episode ended: .*$", 60)
                     # A few polls more, so the scrapes see the idle state.
                     seen = len(scraper)

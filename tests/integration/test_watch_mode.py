@@ -29,12 +29,12 @@ import unittest
 import harness
 from evictor_testlib import (CACHE_DIR, HOUR, KIB, MIB, Block, Daemon,
                              base_args, block_path, clean_env, count,
-                             fill_blocks, make_model, new_hash, until,
-                             write_block)
+                             fill_blocks, fill_to, make_model, new_hash,
+                             until, write_block)
 from watch_testlib import (CAP_BITS, CAP_SYS_ADMIN, CRAWL_DONE_RE,
                            FALLBACK_RE, KEPT_CAPS, Endpoint, WatchTestCase,
                            atimes, bind_mount, bits, capability_sets,
-                           fanotify_queue_limit, fill_to, find_series,
+                           fanotify_queue_limit, find_series,
                            overlay_on_tmpfs, run_in_other_mount_ns,
                            series_labels, set_times)
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 
 import harness
-from evictor_testlib import CACHE_DIR, EvictorTestCase, df_bytes, until
+from evictor_testlib import CACHE_DIR, EvictorTestCase, until
 
 SERVING_RE = r"serving /metrics.* on port (\d+)"
 CRAWL_DONE_RE = r"crawl done"
@@ -148,23 +148,6 @@ def overlay_on_tmpfs(size_mib: int):
             yield merged
         finally:
             harness._unmount(merged)
-
-
-def fill_to(mount: str, percent: float, name: str = "filler.dat") -> str:
-    """Grow (or create) a non-cache file at the mount's top until df usage
-    is about `percent`; return its path."""
-    path = os.path.join(mount, name)
-    used, total = df_bytes(mount)
-    want = int(percent / 100 * total) - used
-    if want <= 0:
-        raise AssertionError(f"usage already {harness.df_usage(mount):.1f}%,"
-                             f" above {percent}%")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        os.posix_fallocate(fd, os.fstat(fd).st_size, want)
-    finally:
-        os.close(fd)
-    return path
 
 
 def set_times(path: str, atime_ns: int, mtime_ns: int | None = None) -> None:
@@ -300,7 +283,7 @@ class WatchTestCase(EvictorTestCase):
         return gone, kept
 
 
-__all__ = ["Endpoint", "WatchTestCase", "bind_mount", "fill_to", "set_times",
+__all__ = ["Endpoint", "WatchTestCase", "bind_mount", "set_times",
            "atimes", "fanotify_queue_limit", "capability_sets", "bits",
            "run_in_other_mount_ns", "overlay_on_tmpfs", "parse_metrics",
            "find_series", "series_labels", "until", "CAP_BITS",
